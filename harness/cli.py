@@ -1,0 +1,52 @@
+"""The `llama98-harness` command: one sub-command per capability, each registered by the module that owns it.
+
+Every module in COMMAND_MODULES exposes `register(subparsers)`, which adds its sub-parser and sets `func`
+(a callable taking the parsed namespace and returning an exit code). This file only dispatches and turns
+errors into one line, so no traceback ever reaches a user for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from harness.errors import HarnessError
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "harness.port_build",
+    "harness.oracle.cli",
+    "harness.guest_image",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Assemble the top-level parser from every command module."""
+    parser = argparse.ArgumentParser(
+        prog="llama98-harness",
+        description="Run the llama98 port in a pentium2 QEMU guest and check it against a numpy oracle.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HarnessError as error:
+        print(f"llama98-harness: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("llama98-harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
