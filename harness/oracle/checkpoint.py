@@ -1,0 +1,214 @@
+"""Read llama2.c model checkpoints (legacy v0 and the v1 "ak42" export) into float32 numpy views.
+
+The port reads the same files with fread; the oracle maps them (np.memmap) so that a 60 MB model costs nothing
+to open. Every way a file can be wrong (missing, too short, too long, impossible header) becomes one
+CheckpointError line naming the file, because a broken fixture must never surface as a numpy traceback.
+
+Layouts (facts from llama2.c export.py / run.c):
+- v0: 7 little-endian int32 (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len); a negative
+  vocab_size means the classifier is stored separately at the end. Weights follow in the order embedding,
+  rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final, two unused RoPE tables (seq_len*head_size/2 floats
+  each), then the optional classifier.
+- v1: uint32 magic 0x616b3432, int32 version 1, the same 7 int32 (vocab positive), one byte "shared classifier",
+  zero padding to 256 bytes. Weights: rms_att, rms_ffn, rms_final, embedding, wq, wk, wv, wo, w1, w2, w3,
+  optional classifier; no RoPE tables.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.oracle.errors import CheckpointError
+
+V1_MAGIC = 0x616B3432
+V1_HEADER_BYTES = 256
+V0_HEADER_BYTES = 28
+# Anything above this is not a model a 1998 PC (or this harness) will ever load; it also keeps arithmetic on
+# absurd header fields from producing silly allocations.
+MAX_FIELD = 1 << 24
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The header fields of a checkpoint, with the classifier flag made explicit."""
+
+    dim: int
+    hidden_dim: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    vocab_size: int
+    seq_len: int
+    shared_classifier: bool
+
+    @property
+    def head_size(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def kv_dim(self) -> int:
+        return self.dim * self.n_kv_heads // self.n_heads
+
+    def weight_floats(self, version: int) -> int:
+        """Number of float32 values that follow the header for this config in the given file version."""
+        d, h, l, v = self.dim, self.hidden_dim, self.n_layers, self.vocab_size
+        kv = self.kv_dim
+        count = v * d + 2 * l * d + l * d * d * 2 + 2 * l * d * kv + 3 * l * d * h + d
+        if version == 0:
+            count += 2 * (self.seq_len * self.head_size // 2)
+        if not self.shared_classifier:
+            count += v * d
+        return count
+
+    def describe(self) -> str:
+        return (
+            f"dim={self.dim} hidden={self.hidden_dim} layers={self.n_layers} heads={self.n_heads} "
+            f"kv_heads={self.n_kv_heads} vocab={self.vocab_size} seq_len={self.seq_len} "
+            f"shared={int(self.shared_classifier)}"
+        )
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Weight matrices in PyTorch layout (out_features, in_features), float32, read-only views of the file."""
+
+    token_embedding: np.ndarray  # (vocab, dim)
+    rms_att: np.ndarray  # (layers, dim)
+    wq: np.ndarray  # (layers, dim, dim)
+    wk: np.ndarray  # (layers, kv_dim, dim)
+    wv: np.ndarray  # (layers, kv_dim, dim)
+    wo: np.ndarray  # (layers, dim, dim)
+    rms_ffn: np.ndarray  # (layers, dim)
+    w1: np.ndarray  # (layers, hidden, dim)
+    w2: np.ndarray  # (layers, dim, hidden)
+    w3: np.ndarray  # (layers, hidden, dim)
+    rms_final: np.ndarray  # (dim,)
+    classifier: np.ndarray  # (vocab, dim); the embedding itself when shared
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: where it came from, its format version, header and weights."""
+
+    path: Path
+    version: int
+    file_size: int
+    config: ModelConfig
+    weights: Weights
+
+
+def _validate(path: Path, config: ModelConfig) -> None:
+    fields = {
+        "dim": config.dim,
+        "hidden_dim": config.hidden_dim,
+        "n_layers": config.n_layers,
+        "n_heads": config.n_heads,
+        "n_kv_heads": config.n_kv_heads,
+        "vocab_size": config.vocab_size,
+        "seq_len": config.seq_len,
+    }
+    for name, value in fields.items():
+        if value <= 0 or value > MAX_FIELD:
+            raise CheckpointError(f"{path}: impossible checkpoint header field {name}={value}")
+    if config.dim % config.n_heads:
+        raise CheckpointError(f"{path}: dim={config.dim} is not divisible by n_heads={config.n_heads}")
+    if config.n_heads % config.n_kv_heads:
+        raise CheckpointError(
+            f"{path}: n_heads={config.n_heads} is not divisible by n_kv_heads={config.n_kv_heads}"
+        )
+    if config.head_size % 2:
+        raise CheckpointError(f"{path}: head size {config.head_size} is odd; RoPE needs pairs")
+
+
+def _read_header(path: Path, head: bytes, file_size: int) -> tuple[int, int, ModelConfig]:
+    """Return (version, header_bytes, config) or raise CheckpointError."""
+    if len(head) < V0_HEADER_BYTES:
+        raise CheckpointError(f"{path}: {file_size} bytes is too short for a llama2.c checkpoint header")
+    (magic,) = struct.unpack_from("<I", head, 0)
+    if magic == V1_MAGIC:
+        if len(head) < V1_HEADER_BYTES:
+            raise CheckpointError(f"{path}: v1 checkpoint is {file_size} bytes, shorter than its 256-byte header")
+        (version,) = struct.unpack_from("<i", head, 4)
+        if version != 1:
+            raise CheckpointError(
+                f"{path}: llama2.c checkpoint version {version} is not supported (only legacy v0 and v1 float32)"
+            )
+        fields = struct.unpack_from("<7i", head, 8)
+        shared_flag = head[36]
+        if shared_flag not in (0, 1):
+            raise CheckpointError(f"{path}: v1 shared-classifier flag is {shared_flag}, expected 0 or 1")
+        config = ModelConfig(*fields, shared_classifier=bool(shared_flag))
+        return 1, V1_HEADER_BYTES, config
+    fields = list(struct.unpack_from("<7i", head, 0))
+    shared = fields[5] > 0
+    fields[5] = abs(fields[5])
+    return 0, V0_HEADER_BYTES, ModelConfig(*fields, shared_classifier=shared)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Open a v0 or v1 checkpoint; the weights are memory-mapped, not copied."""
+    path = Path(path)
+    try:
+        file_size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(V1_HEADER_BYTES)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint file not found") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: checkpoint path is a directory") from None
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read checkpoint: {error.strerror}") from None
+    version, header_bytes, config = _read_header(path, head, file_size)
+    _validate(path, config)
+    expected = header_bytes + 4 * config.weight_floats(version)
+    if file_size != expected:
+        relation = "shorter" if file_size < expected else "longer"
+        raise CheckpointError(
+            f"{path}: checkpoint is {file_size} bytes, {relation} than the {expected} its v{version} header "
+            f"({config.describe()}) implies"
+        )
+    data = np.memmap(path, dtype="<f4", mode="r", offset=header_bytes, shape=(expected - header_bytes) // 4)
+    return Checkpoint(path, version, file_size, config, _slice_weights(data, config, version))
+
+
+class _Cursor:
+    """Hands out consecutive reshaped views of the flat weight array."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+        self.offset = 0
+
+    def take(self, *shape: int) -> np.ndarray:
+        count = int(np.prod(shape))
+        view = self.data[self.offset : self.offset + count].reshape(shape)
+        self.offset += count
+        return view
+
+    def skip(self, count: int) -> None:
+        self.offset += count
+
+
+def _slice_weights(data: np.ndarray, c: ModelConfig, version: int) -> Weights:
+    cur = _Cursor(data)
+    d, h, l, v, kv = c.dim, c.hidden_dim, c.n_layers, c.vocab_size, c.kv_dim
+    if version == 0:
+        emb = cur.take(v, d)
+        rms_att = cur.take(l, d)
+        wq, wk, wv, wo = cur.take(l, d, d), cur.take(l, kv, d), cur.take(l, kv, d), cur.take(l, d, d)
+        rms_ffn = cur.take(l, d)
+        w1, w2, w3 = cur.take(l, h, d), cur.take(l, d, h), cur.take(l, h, d)
+        rms_final = cur.take(d)
+        cur.skip(2 * (c.seq_len * c.head_size // 2))
+    else:
+        rms_att = cur.take(l, d)
+        rms_ffn = cur.take(l, d)
+        rms_final = cur.take(d)
+        emb = cur.take(v, d)
+        wq, wk, wv, wo = cur.take(l, d, d), cur.take(l, kv, d), cur.take(l, kv, d), cur.take(l, d, d)
+        w1, w2, w3 = cur.take(l, h, d), cur.take(l, d, h), cur.take(l, h, d)
+    classifier = emb if c.shared_classifier else cur.take(v, d)
+    return Weights(emb, rms_att, wq, wk, wv, wo, rms_ffn, w1, w2, w3, rms_final, classifier)

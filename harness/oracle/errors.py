@@ -1,0 +1,21 @@
+"""Errors the oracle raises for bad input files or arguments.
+
+They are HarnessError subclasses so the CLI turns them into one line (`llama98-harness: error: ...`) instead of
+a traceback; each message names the file it is about.
+"""
+
+from __future__ import annotations
+
+from harness.errors import HarnessError
+
+
+class OracleError(HarnessError):
+    """Something the oracle was given cannot be used (bad file, impossible argument)."""
+
+
+class CheckpointError(OracleError):
+    """A model checkpoint is missing, truncated, or has an impossible header."""
+
+
+class TokenizerError(OracleError):
+    """A tokenizer file is missing, truncated, or does not fit the model."""

@@ -1,0 +1,168 @@
+"""The Llama-2 forward pass of llama2.c in numpy float32.
+
+One implementation serves both uses: `step()` feeds one token at a time through a KV cache (generate, which
+must follow the port token by token), and `logits_for_sequence()` feeds a whole teacher-forced sequence at once
+under a causal mask (verify, where batching turns hundreds of matrix-vector products into a few matrix
+products and keeps the oracle from ever being the slow part of a run).
+
+Element-wise steps follow llama2.c's float32 operation order (RMSnorm eps 1e-5, RoPE angles from powf/cosf/sinf
+rounded to float32, SiLU as x * (1 / (1 + exp(-x)))). Matrix products use BLAS, whose summation order differs
+from a scalar loop in the last bits; verify's tolerance exists for exactly that (and for x87 vs SSE).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.oracle.checkpoint import Checkpoint, ModelConfig
+
+RMS_EPS = np.float32(1e-5)
+ROPE_THETA = 10000.0
+_blas_limited = False
+
+
+def limit_blas_threads() -> None:
+    """Run BLAS single-threaded, once per process.
+
+    The oracle runs beside QEMU on small (2-core) CI machines. Multi-threaded OpenBLAS spins waiting for busy
+    cores there and a 256-token verify of the 15M shape went from 0.12 s to over 1 s; one thread is both
+    faster under load and leaves the other core to the guest. threadpoolctl is optional: without it BLAS
+    keeps its default (set OPENBLAS_NUM_THREADS=1 yourself).
+    """
+    global _blas_limited
+    if _blas_limited:
+        return
+    _blas_limited = True
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def rope_tables(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of every (position, pair) angle, each (seq_len, head_size / 2), float32.
+
+    llama2.c: head_dim = i % head_size; freq = 1.0f / powf(10000.0f, head_dim / (float)head_size);
+    val = pos * freq; cosf(val), sinf(val). Each libm call is done in float64 and rounded to float32.
+    """
+    head_size = config.head_size
+    pair_dims = np.arange(0, head_size, 2, dtype=np.float32)
+    exponents = pair_dims / np.float32(head_size)
+    powers = np.power(ROPE_THETA, exponents.astype(np.float64)).astype(np.float32)
+    freqs = np.float32(1.0) / powers
+    positions = np.arange(config.seq_len, dtype=np.float32)
+    angles = positions[:, None] * freqs[None, :]
+    angles64 = angles.astype(np.float64)
+    return np.cos(angles64).astype(np.float32), np.sin(angles64).astype(np.float32)
+
+
+def rmsnorm(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Row-wise RMSnorm of (T, D) with a sequential float32 sum of squares."""
+    sum_sq = np.add.accumulate(x * x, axis=-1, dtype=np.float32)[..., -1]
+    mean_sq = sum_sq / np.float32(x.shape[-1]) + RMS_EPS
+    scale = np.float32(1.0) / np.sqrt(mean_sq)
+    return weight * (scale[..., None] * x)
+
+
+def apply_rope(vectors: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Rotate each (even, odd) pair of every head; vectors (T, heads, head_size), cos/sin (T, head_size/2)."""
+    even = vectors[..., 0::2]
+    odd = vectors[..., 1::2]
+    c = cos[:, None, :]
+    s = sin[:, None, :]
+    out = np.empty_like(vectors)
+    out[..., 0::2] = even * c - odd * s
+    out[..., 1::2] = even * s + odd * c
+    return out
+
+
+def softmax_rows(scores: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (masked entries are -inf and come out 0)."""
+    shifted = scores - scores.max(axis=-1, keepdims=True)
+    exps = np.exp(shifted)
+    return exps / exps.sum(axis=-1, keepdims=True, dtype=np.float32)
+
+
+class KVCache:
+    """Keys and values of every position seen so far, per layer: (layers, seq_len, kv_dim) float32."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        shape = (config.n_layers, config.seq_len, config.kv_dim)
+        self.keys = np.zeros(shape, dtype=np.float32)
+        self.values = np.zeros(shape, dtype=np.float32)
+
+
+class Transformer:
+    """A checkpoint's weights plus the precomputed RoPE tables."""
+
+    def __init__(self, checkpoint: Checkpoint) -> None:
+        self.checkpoint = checkpoint
+        self.config = checkpoint.config
+        self.weights = checkpoint.weights
+        self.rope_cos, self.rope_sin = rope_tables(self.config)
+        limit_blas_threads()
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.config)
+
+    def step(self, token: int, pos: int, cache: KVCache) -> np.ndarray:
+        """Logits (vocab,) for the token at `pos`, after positions 0..pos-1 were fed into `cache`."""
+        return self.forward(np.array([token]), pos, cache)[0]
+
+    def logits_for_sequence(self, tokens: list[int] | np.ndarray) -> np.ndarray:
+        """Logits (len(tokens), vocab): row p is what the model predicts after tokens[0..p]."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        return self.forward(tokens, 0, self.new_cache())
+
+    def forward(self, tokens: np.ndarray, start: int, cache: KVCache) -> np.ndarray:
+        """Feed tokens at positions start.. start+len-1, appending to the cache; return their logits."""
+        c, w = self.config, self.weights
+        count = len(tokens)
+        end = start + count
+        if end > c.seq_len:
+            raise ValueError(f"positions up to {end - 1} exceed seq_len {c.seq_len}")
+        head_size, n_heads, n_kv = c.head_size, c.n_heads, c.n_kv_heads
+        kv_mul = n_heads // n_kv
+        cos = self.rope_cos[start:end]
+        sin = self.rope_sin[start:end]
+        inv_sqrt = np.float32(np.sqrt(np.float32(head_size)))
+        # causal mask: query at start+t sees keys 0..start+t
+        key_pos = np.arange(end)
+        query_pos = np.arange(start, end)
+        masked = key_pos[None, :] > query_pos[:, None]
+
+        x = np.array(w.token_embedding[tokens], dtype=np.float32)
+        for layer in range(c.n_layers):
+            xb = rmsnorm(x, w.rms_att[layer])
+            q = (xb @ w.wq[layer].T).reshape(count, n_heads, head_size)
+            k = (xb @ w.wk[layer].T).reshape(count, n_kv, head_size)
+            v = xb @ w.wv[layer].T
+            q = apply_rope(q, cos, sin)
+            k = apply_rope(k, cos, sin)
+            cache.keys[layer, start:end] = k.reshape(count, c.kv_dim)
+            cache.values[layer, start:end] = v
+
+            # contiguous stacks, so numpy hands each batched product to BLAS instead of a strided loop
+            keys = cache.keys[layer, :end].reshape(end, n_kv, head_size).transpose(1, 2, 0)  # (kv, hs, S)
+            values = cache.values[layer, :end].reshape(end, n_kv, head_size).transpose(1, 0, 2)  # (kv, S, hs)
+            if kv_mul > 1:
+                keys = np.repeat(keys, kv_mul, axis=0)
+                values = np.repeat(values, kv_mul, axis=0)
+            keys, values = np.ascontiguousarray(keys), np.ascontiguousarray(values)
+            scores = (np.ascontiguousarray(q.transpose(1, 0, 2)) @ keys) / inv_sqrt  # (H, T, S)
+            scores[:, masked] = -np.inf
+            attention = softmax_rows(scores)
+            heads = attention @ values  # (H, T, hs)
+            xb = heads.transpose(1, 0, 2).reshape(count, c.dim)
+            x = x + xb @ w.wo[layer].T
+
+            xb = rmsnorm(x, w.rms_ffn[layer])
+            hb = xb @ w.w1[layer].T
+            hb2 = xb @ w.w3[layer].T
+            hb = hb * (np.float32(1.0) / (np.float32(1.0) + np.exp(-hb)))
+            hb = hb * hb2
+            x = x + hb @ w.w2[layer].T
+
+        x = rmsnorm(x, w.rms_final)
+        return x @ w.classifier.T

@@ -1,0 +1,62 @@
+# gcc.mk - build llama98 with GCC (GNU make).
+#
+#   make -f gcc.mk [TARGET=native|native-asan|tiny686] [SRC=dir] [OUT=path]
+#
+# Run it from any directory: objects and the binary go to the current
+# directory (or OUT), the sources are read from SRC (default: the directory
+# of this file), so a checkout is never written to.
+#
+#   native       gcc -O2, for tests on the host
+#   native-asan  AddressSanitizer + UBSan, aborting on the first report
+#   tiny686      gcc -m32 -march=pentium2 -O2 -static, for the i386 guest
+#
+# model.c (the forward pass) is built with -fexcess-precision=fast on the
+# x87 target: with -std=c89 GCC otherwise spills every float to memory to
+# round it, which costs a third of the instructions per token.  sampler.c
+# keeps strict rounding because sampling decisions compare float sums.
+
+SRC ?= $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+TARGET ?= native
+CC = gcc
+STRICT = -std=c89 -pedantic-errors -Wall -Wextra -Wdeclaration-after-statement -Werror
+
+ifeq ($(TARGET),native)
+ARCH =
+OPT = -O2
+FASTFP =
+LDFLAGS =
+else ifeq ($(TARGET),native-asan)
+ARCH =
+OPT = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+FASTFP =
+LDFLAGS = -fsanitize=address,undefined
+else ifeq ($(TARGET),tiny686)
+ARCH = -m32 -march=pentium2
+OPT = -O2
+FASTFP = -fexcess-precision=fast
+LDFLAGS = -static
+else
+$(error unknown TARGET '$(TARGET)': use native, native-asan or tiny686)
+endif
+
+OUT ?= llama98
+NAMES = llama98 model tokenizer sampler timer u64 util
+OBJS = $(addsuffix .o,$(NAMES))
+HEADERS = $(wildcard $(SRC)/*.h)
+CFLAGS = $(STRICT) $(ARCH) $(OPT)
+
+all: $(OUT)
+
+$(OUT): $(OBJS)
+	$(CC) $(ARCH) $(OPT) -o $@ $(OBJS) $(LDFLAGS) -lm
+
+model.o: $(SRC)/model.c $(HEADERS)
+	$(CC) $(CFLAGS) $(FASTFP) -c -o $@ $<
+
+%.o: $(SRC)/%.c $(HEADERS)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+clean:
+	rm -f $(OBJS) $(OUT)
+
+.PHONY: all clean

@@ -1,0 +1,323 @@
+/* llama98.c - command line, generation loop and the -r report.
+ *
+ * llama98 CHECKPOINT [-t T] [-p P] [-s SEED] [-n STEPS] [-i PROMPT]
+ *                    [-z TOKENIZER] [-m generate] [-r REPORT]
+ *
+ * Behaves like llama2.c's `run` in generate mode (same clamping, sampler and
+ * text), and can write the line-oriented report described in REPORT.md.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _WIN32
+#include <fcntl.h>
+#include <io.h>
+#endif
+#include "model.h"
+#include "sampler.h"
+#include "timer.h"
+#include "tokenizer.h"
+#include "u64.h"
+#include "util.h"
+
+#define USAGE "usage: llama98 CHECKPOINT [-t T] [-p P] [-s SEED] [-n STEPS] [-i PROMPT] " \
+              "[-z TOKENIZER] [-m generate] [-r REPORT]"
+
+typedef struct {
+    const char *checkpoint;
+    const char *tokenizer;
+    const char *prompt;
+    const char *mode;
+    const char *report;
+    float temperature;
+    float topp;
+    int seed;
+    int steps;
+} Args;
+
+typedef struct {
+    int pos;
+    int id;
+    u64 ticks;
+} StepRecord;
+
+/* atoi() without its undefined behaviour on overflow: out-of-range values
+ * saturate, as they do with a 32-bit long. */
+static int parse_int(const char *s)
+{
+    long v = strtol(s, NULL, 10);
+    if (v > INT_MAX) {
+        return INT_MAX;
+    }
+    if (v < INT_MIN) {
+        return INT_MIN;
+    }
+    return (int)v;
+}
+
+static void parse_args(int argc, char **argv, Args *a)
+{
+    int i;
+    a->checkpoint = NULL;
+    a->tokenizer = "tokenizer.bin";
+    a->prompt = NULL;
+    a->mode = "generate";
+    a->report = NULL;
+    a->temperature = 1.0f;
+    a->topp = 0.9f;
+    a->seed = 0;
+    a->steps = 256;
+    if (argc < 2) {
+        fatal("missing CHECKPOINT; " USAGE);
+    }
+    a->checkpoint = argv[1];
+    for (i = 2; i < argc; i += 2) {
+        const char *flag = argv[i];
+        const char *value;
+        if (flag[0] != '-' || strlen(flag) != 2) {
+            fatal("unknown option '%s'; " USAGE, flag);
+        }
+        if (strchr("tpsnizmry", flag[1]) == NULL) {
+            fatal("unknown option '%s'; " USAGE, flag);
+        }
+        if (i + 1 >= argc) {
+            fatal("option %s needs a value; " USAGE, flag);
+        }
+        value = argv[i + 1];
+        switch (flag[1]) {
+        case 't':
+            a->temperature = (float)strtod(value, NULL);
+            break;
+        case 'p':
+            a->topp = (float)strtod(value, NULL);
+            break;
+        case 's':
+            a->seed = parse_int(value);
+            break;
+        case 'n':
+            a->steps = parse_int(value);
+            break;
+        case 'i':
+            a->prompt = value;
+            break;
+        case 'z':
+            a->tokenizer = value;
+            break;
+        case 'm':
+            a->mode = value;
+            break;
+        case 'r':
+            a->report = value;
+            break;
+        default:
+            /* -y: llama2.c's system prompt, used only in chat mode */
+            break;
+        }
+    }
+    if (strcmp(a->mode, "generate") != 0) {
+        fatal("unknown mode '%s': only -m generate is supported", a->mode);
+    }
+    /* llama2.c's clamping of out-of-range values */
+    if (a->temperature < 0.0) {
+        a->temperature = 0.0f;
+    }
+    if (a->topp < 0.0 || 1.0 < a->topp) {
+        a->topp = 0.9f;
+    }
+    if (a->steps < 0) {
+        a->steps = 0;
+    }
+}
+
+/* llama2.c stores the int seed in an unsigned 64-bit variable (negative
+ * seeds sign-extend) and replaces 0 with the current time. */
+static void seed_value(int seed, u64 *out)
+{
+    if (seed == 0) {
+        u64_set(out, 0UL, (unsigned long)time(NULL));
+    } else if (seed < 0) {
+        u64_set(out, U32_MASK, (unsigned long)(long)seed);
+    } else {
+        u64_set(out, 0UL, (unsigned long)seed);
+    }
+}
+
+static void write_report_header(FILE *r, const Args *a, const u64 *seed, const Model *m,
+                                const Tokenizer *t, const int *prompt_tokens, int n_prompt)
+{
+    const Config *c = &m->config;
+    char num[24];
+    u64 hz;
+    int i;
+    fputs("llama98 report 1\n", r);
+    fprintf(r, "args temperature=%f topp=%f seed=%s steps=%d prompt_hex=", a->temperature,
+            a->topp, u64_to_dec(seed, num), a->steps);
+    if (a->prompt == NULL || a->prompt[0] == '\0') {
+        fputc('-', r);
+    } else {
+        const unsigned char *p;
+        for (p = (const unsigned char *)a->prompt; *p != '\0'; p++) {
+            fprintf(r, "%02x", (unsigned int)*p);
+        }
+    }
+    fputc('\n', r);
+    fprintf(r, "model bytes=%ld crc32=%08lx dim=%d hidden=%d layers=%d heads=%d kv_heads=%d "
+               "vocab=%d seq_len=%d shared=%d\n",
+            m->file_bytes, m->crc32, c->dim, c->hidden_dim, c->n_layers, c->n_heads,
+            c->n_kv_heads, c->vocab_size, c->seq_len, c->shared);
+    fprintf(r, "tokenizer bytes=%ld crc32=%08lx max_token_length=%ld\n", t->file_bytes, t->crc32,
+            t->max_token_length);
+    timer_hz(&hz);
+    fprintf(r, "timer source=%s hz=%s\n", timer_source(), u64_to_dec(&hz, num));
+    fprintf(r, "prompt tokens=%d ids=", n_prompt);
+    for (i = 0; i < n_prompt; i++) {
+        fprintf(r, i == 0 ? "%d" : ",%d", prompt_tokens[i]);
+    }
+    fputc('\n', r);
+}
+
+static void write_report_token(FILE *r, const StepRecord *s)
+{
+    char num[24];
+    fprintf(r, "token pos=%d id=%d ticks=%s\n", s->pos, s->id, u64_to_dec(&s->ticks, num));
+}
+
+int main(int argc, char **argv)
+{
+    Args args;
+    u64 seed, hz, run_start, first_done, t0, t1, total;
+    Model model;
+    Tokenizer tok;
+    Sampler sampler;
+    FILE *report = NULL;
+    int report_to_stdout = 0;
+    StepRecord *records = NULL;
+    int n_records = 0;
+    int *prompt_tokens;
+    int n_prompt, token, next, pos, started = 0, i;
+    const char *prompt;
+    char num[24], num2[24];
+
+#ifdef _WIN32
+    /* the text is bytes: no "\r\n" translation, same output as Linux */
+    _setmode(_fileno(stdout), _O_BINARY);
+    _setmode(_fileno(stderr), _O_BINARY);
+#endif
+    if (!host_float_ok()) {
+        fatal("this build needs 4-byte little-endian IEEE floats");
+    }
+    crc32_init();
+    parse_args(argc, argv, &args);
+    seed_value(args.seed, &seed);
+
+    model_load(&model, args.checkpoint);
+    if (args.steps == 0 || args.steps > model.config.seq_len) {
+        args.steps = model.config.seq_len;
+    }
+    tokenizer_load(&tok, args.tokenizer, model.config.vocab_size);
+    sampler_init(&sampler, model.config.vocab_size, args.temperature, args.topp, &seed);
+
+    prompt = args.prompt != NULL ? args.prompt : "";
+    prompt_tokens = (int *)xmalloc(((double)strlen(prompt) + 3.0) * sizeof(int), "the prompt");
+    n_prompt = tokenizer_encode(&tok, prompt, prompt_tokens);
+
+    timer_init();
+    timer_hz(&hz);
+    if (args.report != NULL) {
+        if (strcmp(args.report, "-") == 0) {
+            report_to_stdout = 1;
+            records = (StepRecord *)xmalloc((double)args.steps * sizeof(StepRecord),
+                                            "the report");
+        } else {
+            report = fopen(args.report, "wb");
+            if (report == NULL) {
+                fatal("cannot open report %s for writing", args.report);
+            }
+            write_report_header(report, &args, &seed, &model, &tok, prompt_tokens, n_prompt);
+            fflush(report);
+        }
+    }
+
+    token = prompt_tokens[0];
+    pos = 0;
+    u64_set(&first_done, 0UL, 0UL);
+    timer_now(&run_start);
+    t1 = run_start;
+    while (pos < args.steps) {
+        StepRecord rec;
+        float *logits;
+        timer_now(&t0);
+        logits = model_forward(&model, token, pos);
+        if (pos < n_prompt - 1) {
+            next = prompt_tokens[pos + 1];
+        } else {
+            next = sampler_sample(&sampler, logits);
+        }
+        pos++;
+        if (next != 1) {
+            print_piece(tokenizer_decode(&tok, token, next), stdout);
+            fflush(stdout);
+        }
+        timer_now(&t1);
+        rec.pos = pos - 1;
+        rec.id = next;
+        u64_sub(&rec.ticks, &t1, &t0);
+        if (records != NULL) {
+            records[n_records] = rec;
+        } else if (report != NULL) {
+            write_report_token(report, &rec);
+            fflush(report);
+        }
+        n_records++;
+        if (next == 1) {
+            break; /* BOS delimits sequences */
+        }
+        token = next;
+        if (!started) {
+            first_done = t1;
+            started = 1;
+        }
+    }
+    printf("\n");
+    fflush(stdout);
+    u64_sub(&total, &t1, &run_start);
+
+    if (pos > 1) {
+        u64 end, elapsed;
+        double ticks;
+        timer_now(&end);
+        u64_sub(&elapsed, &end, &first_done);
+        ticks = u64_to_double(&elapsed);
+        if (ticks < 1.0) {
+            ticks = 1.0; /* a clock too coarse for the run: avoid 1/0 */
+        }
+        fprintf(stderr, "achieved tok/s: %f\n", (pos - 1) * u64_to_double(&hz) / ticks);
+    }
+
+    if (report_to_stdout) {
+        report = stdout;
+        write_report_header(report, &args, &seed, &model, &tok, prompt_tokens, n_prompt);
+        for (i = 0; i < n_records; i++) {
+            write_report_token(report, &records[i]);
+        }
+    }
+    if (report != NULL) {
+        fprintf(report, "done tokens=%d ticks=%s hz=%s status=ok\n", n_records,
+                u64_to_dec(&total, num), u64_to_dec(&hz, num2));
+        if (fflush(report) != 0 || ferror(report)) {
+            fatal("writing the report %s failed", args.report);
+        }
+        if (!report_to_stdout && fclose(report) != 0) {
+            fatal("closing the report %s failed", args.report);
+        }
+    }
+
+    free(records);
+    free(prompt_tokens);
+    sampler_free(&sampler);
+    tokenizer_free(&tok);
+    model_free(&model);
+    return 0;
+}

@@ -1,0 +1,47 @@
+# mingw.mk - build llama98.exe, a Win32 console program for Windows 98, with
+# MinGW-w64 (GNU make).
+#
+#   make -f mingw.mk [SRC=dir] [OUT=path] [CC=i686-w64-mingw32-gcc]
+#
+# Objects and the binary go to the current directory (or OUT); sources are
+# read from SRC (default: the directory of this file).
+# - subsystem and OS version 4.0, so Windows 95/98/NT4 accept the PE header;
+# - libgcc linked statically, so the program imports only KERNEL32.dll and
+#   msvcrt.dll (checked by tests/test_port_build.py);
+# - __USE_MINGW_ANSI_STDIO=0: printf and its %f formatting come from
+#   msvcrt.dll itself, the C library the program meets on Windows 98, not
+#   from MinGW's static replacement (the default with -std=c89, kept explicit);
+# - model.c with -fexcess-precision=fast for the x87 (see gcc.mk).
+
+SRC ?= $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+CC = i686-w64-mingw32-gcc
+STRICT = -std=c89 -pedantic-errors -Wall -Wextra -Wdeclaration-after-statement -Werror
+ARCH = -march=pentium2
+OPT = -O2
+DEFS = -D__USE_MINGW_ANSI_STDIO=0
+FASTFP = -fexcess-precision=fast
+LDFLAGS = -static-libgcc -mconsole \
+	-Wl,--major-subsystem-version,4,--minor-subsystem-version,0 \
+	-Wl,--major-os-version,4,--minor-os-version,0
+
+OUT ?= llama98.exe
+NAMES = llama98 model tokenizer sampler timer u64 util
+OBJS = $(addsuffix .o,$(NAMES))
+HEADERS = $(wildcard $(SRC)/*.h)
+CFLAGS = $(STRICT) $(ARCH) $(OPT) $(DEFS)
+
+all: $(OUT)
+
+$(OUT): $(OBJS)
+	$(CC) $(ARCH) $(OPT) -o $@ $(OBJS) $(LDFLAGS)
+
+model.o: $(SRC)/model.c $(HEADERS)
+	$(CC) $(CFLAGS) $(FASTFP) -c -o $@ $<
+
+%.o: $(SRC)/%.c $(HEADERS)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+clean:
+	rm -f $(OBJS) $(OUT)
+
+.PHONY: all clean

@@ -1,0 +1,114 @@
+/* util.c - see util.h. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include "util.h"
+
+#define CHUNK_BYTES 65536UL
+
+static unsigned long crc_table[256];
+
+void fatal(const char *fmt, ...)
+{
+    va_list ap;
+    fflush(stdout);
+    fputs("llama98: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    exit(1);
+}
+
+void *xmalloc(double bytes, const char *what)
+{
+    void *p;
+    if (bytes < 1.0) {
+        bytes = 1.0;
+    }
+    if (bytes > LLAMA98_MAX_BYTES || bytes > (double)(size_t)-1) {
+        fatal("out of memory: need %.0f bytes for %s", bytes, what);
+    }
+    p = malloc((size_t)bytes);
+    if (p == NULL) {
+        fatal("out of memory: need %.0f bytes for %s", bytes, what);
+    }
+    return p;
+}
+
+void crc32_init(void)
+{
+    unsigned long c;
+    int n, k;
+    for (n = 0; n < 256; n++) {
+        c = (unsigned long)n;
+        for (k = 0; k < 8; k++) {
+            c = (c & 1UL) ? (0xEDB88320UL ^ (c >> 1)) : (c >> 1);
+        }
+        crc_table[n] = c;
+    }
+}
+
+unsigned long crc32_update(unsigned long crc, const unsigned char *p, size_t n)
+{
+    size_t i;
+    crc = crc ^ 0xFFFFFFFFUL;
+    for (i = 0; i < n; i++) {
+        crc = crc_table[(crc ^ p[i]) & 0xFFUL] ^ (crc >> 8);
+    }
+    return (crc ^ 0xFFFFFFFFUL) & 0xFFFFFFFFUL;
+}
+
+long file_size(FILE *f)
+{
+    long here = ftell(f);
+    long end;
+    if (here < 0 || fseek(f, 0L, SEEK_END) != 0) {
+        return -1L;
+    }
+    end = ftell(f);
+    if (fseek(f, here, SEEK_SET) != 0) {
+        return -1L;
+    }
+    return end;
+}
+
+double read_chunks(FILE *f, unsigned char *dst, double n, unsigned long *crc)
+{
+    double done = 0.0;
+    while (done < n) {
+        double left = n - done;
+        size_t want = left > (double)CHUNK_BYTES ? (size_t)CHUNK_BYTES : (size_t)left;
+        size_t got = fread(dst, 1, want, f);
+        *crc = crc32_update(*crc, dst, got);
+        done += (double)got;
+        dst += got;
+        if (got != want) {
+            break;
+        }
+    }
+    return done;
+}
+
+long read_le32(const unsigned char *p)
+{
+    unsigned long u = (unsigned long)p[0] | ((unsigned long)p[1] << 8) |
+                      ((unsigned long)p[2] << 16) | ((unsigned long)p[3] << 24);
+    if (u & 0x80000000UL) {
+        /* two's complement value of a negative int32, without overflow */
+        return -(long)((~u & 0x7FFFFFFFUL)) - 1L;
+    }
+    return (long)u;
+}
+
+int host_float_ok(void)
+{
+    float one = 1.0f;
+    unsigned char b[4];
+    if (sizeof(float) != 4) {
+        return 0;
+    }
+    memcpy(b, &one, 4);
+    return b[0] == 0x00 && b[1] == 0x00 && b[2] == 0x80 && b[3] == 0x3F;
+}

@@ -1,0 +1,52 @@
+# watcom.mk - build llama98.exe (Win32 console, Windows 95/98/NT 4.0 and
+# later) with OpenWatcom's wmake and wcl386, for the nightly CI job.
+#
+#   wmake -f ports\llama98\watcom.mk SRC=ports\llama98
+#
+# Objects and llama98.exe go to the current directory; sources are read
+# from SRC.  Written from the OpenWatcom documentation:
+#   -bt=nt        build target Win32      -l=nt / system nt  link for Win32
+#   -za           ANSI C89, no extensions  -wx -we           all warnings, as errors
+#   -6r -fp6      Pentium Pro/II code, register calls, P6 x87 instructions
+#   -ox -s        full optimisation, no stack-overflow checks
+#   runtime console=4.0   PE subsystem version 4.0 (Windows 98 refuses newer)
+# llama98.c and timer.c include <io.h>/<windows.h>, which need the Watcom
+# extensions, so they are built without -za (still -wx -we).
+
+SRC = .
+CC = wcl386
+WARN = -wx -we -zq
+TARGET = -bt=nt -6r -fp6 -ox -s
+CFLAGS = $(TARGET) $(WARN) -i=$(SRC)
+STRICT = -za
+
+OBJS = llama98.obj model.obj tokenizer.obj sampler.obj timer.obj u64.obj util.obj
+
+all: llama98.exe .SYMBOLIC
+
+llama98.exe: $(OBJS)
+	wlink option quiet system nt runtime console=4.0 name $@ file { $(OBJS) }
+
+llama98.obj: $(SRC)/llama98.c
+	$(CC) -c $(CFLAGS) -fo=$@ $[@
+
+timer.obj: $(SRC)/timer.c
+	$(CC) -c $(CFLAGS) -fo=$@ $[@
+
+model.obj: $(SRC)/model.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+tokenizer.obj: $(SRC)/tokenizer.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+sampler.obj: $(SRC)/sampler.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+u64.obj: $(SRC)/u64.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+util.obj: $(SRC)/util.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+clean: .SYMBOLIC
+	rm -f *.obj llama98.exe
