@@ -76,6 +76,8 @@ class ModelShape:
 SHAPES: dict[str, ModelShape] = {
     # the TinyStories 15M model's shape: speed work and instruction counts
     "15M-shape": ModelShape(288, 768, 6, 6, 6, 32000, 256),
+    # the TinyStories 260K model's shape: the offline stand-in for the main job when the real model is absent
+    "260K-shape": ModelShape(64, 172, 5, 8, 4, 512, 512),
     # grouped-query attention (4 query heads per kv head), vocab 512 like tok512
     "gqa-512": ModelShape(64, 172, 2, 8, 2, 512, 128),
     # separate classifier at the end of the file (negative vocab_size in v0)

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from harness.artifacts import ArtifactDir
-from harness.errors import HarnessError
 from harness.ftp import FileServer
 from harness.guest import Guest
 from harness.profile import load_profile
 from harness.qemu import Machine, MachineOptions, SnapshotCache, file_sha256, live_qemu_pids
+from tests.test_guest import tiny686_image
 
 pytestmark = [pytest.mark.bench, pytest.mark.vm]
 
@@ -28,21 +28,9 @@ FTP_BENCH_BYTES = 60 * 1024 * 1024
 BUSY_LOOP = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"
 
 
-def _image() -> Path:
-    override = os.environ.get("LLAMA98_TINY686_IMAGE")
-    if override:
-        return Path(override)
-    try:
-        from harness.guest_image import build_guest
-
-        return build_guest("tiny686")
-    except (ImportError, HarnessError) as error:
-        pytest.skip(f"no tiny686 image: {error}")
-
-
 @pytest.fixture(scope="module")
-def image() -> Iterator[Path]:
-    path = _image()
+def image(request: pytest.FixtureRequest) -> Iterator[Path]:
+    path = tiny686_image(request.config)
     before = file_sha256(path)
     yield path
     assert file_sha256(path) == before

@@ -1,0 +1,90 @@
+"""Pick the model and tokenizer a run uses, from a name or a path, and say in one line where they came from.
+
+The main job must never fail for want of a download: a named real model is taken from the fixture dir or the
+cache, downloaded if possible, and otherwise replaced by a generated model of the same shape (seeded random
+weights, same cost per token), which the oracle verifies just as well. The label says which one was used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.fixtures import FixtureError, resolve
+from harness.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
+
+# name -> (checkpoint fixture, tokenizer fixture, shape of the generated stand-in)
+REAL_MODELS: dict[str, tuple[str, str, str]] = {
+    "stories260K": ("stories260K.bin", "tok512.bin", "260K-shape"),
+    "stories15M": ("stories15M.bin", "tokenizer.bin", "15M-shape"),
+}
+DEFAULT_MODEL = "stories260K"
+
+
+class ModelChoiceError(HarnessError):
+    """The requested model or tokenizer cannot be found or made."""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The files a run injects, and a one-line description of where they came from."""
+
+    checkpoint: Path
+    tokenizer: Path
+    label: str
+
+
+def _tokenizer_for_vocab(vocab_size: int, allow_download: bool) -> Path:
+    """The real tokenizer of a known vocabulary size (512 or 32000) for a model file given without --tokenizer."""
+    known = {512: "tok512.bin", 32000: "tokenizer.bin"}
+    if vocab_size not in known:
+        raise ModelChoiceError(f"no known tokenizer has {vocab_size} tokens; pass --tokenizer PATH")
+    try:
+        return resolve(known[vocab_size], allow_download=allow_download)
+    except FixtureError as error:
+        raise ModelChoiceError(f"{error}; pass --tokenizer PATH") from None
+
+
+def _vocab_of(checkpoint: Path) -> int:
+    header = checkpoint.read_bytes()[:28] if checkpoint.stat().st_size >= 28 else b""
+    if len(header) < 28:
+        raise ModelChoiceError(f"{checkpoint} is too short to be a llama2.c checkpoint")
+    return abs(int.from_bytes(header[20:24], "little", signed=True))
+
+
+def choose_model(model: str | None = None, tokenizer: str | None = None,
+                 allow_download: bool = True) -> ModelChoice:
+    """Resolve `--model NAME|PATH` and `--tokenizer PATH` into files (see the module docstring)."""
+    name = model or DEFAULT_MODEL
+    if name in REAL_MODELS:
+        checkpoint_name, tokenizer_name, shape_name = REAL_MODELS[name]
+        try:
+            checkpoint = resolve(checkpoint_name, allow_download=allow_download)
+            token_file = Path(tokenizer) if tokenizer else resolve(tokenizer_name, allow_download=allow_download)
+            return ModelChoice(checkpoint, token_file, f"{name} ({checkpoint})")
+        except FixtureError as error:
+            reason = str(error)
+        stand_in = cached_checkpoint(shape_name)
+        shape = SHAPES[shape_name]
+        token_file = Path(tokenizer) if tokenizer else cached_tokenizer(shape.vocab_size)
+        return ModelChoice(stand_in, token_file,
+                           f"generated stand-in with the shape of {name} (seeded random weights; the real model "
+                           f"is not available: {reason})")
+    if name in SHAPES:
+        shape = SHAPES[name]
+        if tokenizer:
+            token_file = Path(tokenizer)
+        elif shape.vocab_size == 32000:
+            token_file = _tokenizer_for_vocab(shape.vocab_size, allow_download)
+        else:
+            token_file = cached_tokenizer(shape.vocab_size)
+        return ModelChoice(cached_checkpoint(name), token_file, f"generated model of shape {name}")
+    path = Path(name)
+    if not path.is_file():
+        known = ", ".join([*REAL_MODELS, *SHAPES])
+        raise ModelChoiceError(f"model {name!r} is neither a file nor a known name ({known})")
+    token_file = Path(tokenizer) if tokenizer else _tokenizer_for_vocab(_vocab_of(path), allow_download)
+    if not token_file.is_file():
+        raise ModelChoiceError(f"tokenizer not found: {token_file}")
+    return ModelChoice(path, token_file, f"{path.name} ({path})")
