@@ -19,6 +19,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.oracle.cli",
     "harness.run_command",
     "harness.guest_image",
+    "harness.bisect",
+    "harness.plot",
 )
 
 

@@ -77,10 +77,10 @@ class Console:
         self.transcript = transcript
         self.artifacts = str(artifacts) if artifacts is not None else str(transcript.parent)
         self._screendump = screendump
-        self._log: IO[str] = transcript.open("a", encoding="utf-8", newline="")
+        self._log: IO[str] = transcript.open("a", encoding="utf-8", errors="backslashreplace", newline="")
         # pexpect closes the fd it is given; give it a duplicate so the Machine's socket stays its own.
         self._fd = os.dup(serial.fileno())
-        self._child = pexpect.fdpexpect.fdspawn(self._fd, encoding=spec.encoding, codec_errors="replace",
+        self._child = pexpect.fdpexpect.fdspawn(self._fd, encoding=spec.encoding, codec_errors="surrogateescape",
                                                 maxread=65536, use_poll=True)
         self._child.logfile_read = self._log
         # What we send goes in too (like a terminal's local echo): the guest runs with echo off, and a transcript

@@ -235,3 +235,54 @@ def environment(profile: str | None = None, qemu_binary: str | None = "qemu-syst
         "cflags": HOST_BUILD_FLAGS,
         "profile": profile,
     }
+
+
+# --- guest runs (through harness.session) ------------------------------------------------------------------------
+
+DEFAULT_ICOUNT_SHIFT = 1  # 2 ns of guest time per instruction; the same shift `pytest --vm-icount` uses
+
+
+@dataclass(frozen=True)
+class GuestRun:
+    """One run of the port in the guest: its parsed report and how long the host waited for it."""
+
+    report: Report
+    host_seconds: float
+    profile: str
+    icount_shift: int | None
+
+    @property
+    def tok_s(self) -> float:
+        value = self.report.tok_per_s()
+        if value is None:
+            raise MeasureError("the guest run produced fewer than 2 tokens; tok/s is undefined")
+        return value
+
+    def guest_ipt(self, short_steps: int, long_steps: int) -> float:
+        if self.icount_shift is None:
+            raise MeasureError("guest instructions per token need an -icount run")
+        return guest_ipt(self.report, self.icount_shift, short_steps, long_steps)
+
+
+def run_in_guest(binary: Path | None, load: Workload, *, vm: str | None = None, profile: str = "auto",
+                 icount_shift: int | None = None, runs: int = 1, artifacts: Path | None = None,
+                 timeout_scale: float = 1.0, progress=None) -> list[GuestRun]:  # type: ignore[no-untyped-def]
+    """Boot the guest once, inject `binary` (None: build for the guest) and the workload, run it `runs` times.
+
+    Each run is greedy (-t 0) for LONG steps, so host-ipt and guest-ipt cover the same positions.
+    """
+    from harness.models import ModelChoice
+    from harness.session import PortArgs, Session, SessionOptions
+
+    options = SessionOptions(vm=vm, profile=profile, binary=binary, icount_shift=icount_shift,
+                             artifacts=artifacts, timeout_scale=timeout_scale, progress=progress)
+    results: list[GuestRun] = []
+    with Session(options) as session:
+        injected = session.inject_model(ModelChoice(load.model, load.tokenizer, load.name))
+        for _ in range(runs):
+            run = session.run_port(injected, PortArgs(temperature=0.0, steps=load.long_steps))
+            if len(run.report.tokens) < load.long_steps:
+                raise MeasureError(f"the guest run stopped after {len(run.report.tokens)} of {load.long_steps} "
+                                   f"tokens; artifacts: {session.artifacts}")
+            results.append(GuestRun(run.report, run.seconds, session.profile.name, icount_shift))
+    return results

@@ -49,9 +49,29 @@ TARGETS: dict[str, TargetSpec] = {
 }
 
 
-def default_src_dir() -> Path:
-    """The port sources of this checkout."""
-    return project_root() / "ports" / "llama98"
+# Programs under ports/: the llama98 port itself and agent98, the Windows 98 serial agent (Win32 only).
+PROGRAM_TARGETS: dict[str, tuple[str, ...]] = {
+    "llama98": tuple(TARGETS),
+    "agent98": ("win32",),
+}
+
+
+def default_src_dir(program: str = "llama98") -> Path:
+    """The sources of `program` in this checkout (ports/<program>)."""
+    return project_root() / "ports" / program
+
+
+def _check_program(program: str, target: str) -> None:
+    if program not in PROGRAM_TARGETS:
+        raise PortBuildError(f"unknown program {program!r}: choose one of {', '.join(PROGRAM_TARGETS)}")
+    if target not in PROGRAM_TARGETS[program]:
+        raise PortBuildError(f"{program} is built only for target {', '.join(PROGRAM_TARGETS[program])}, "
+                             f"not {target!r}")
+
+
+def _binary_name(spec: TargetSpec, program: str) -> str:
+    """The file the makefile produces: the target's binary name with the program's name."""
+    return spec.binary.replace("llama98", program)
 
 
 def _source_files(src_dir: Path) -> list[Path]:
@@ -70,10 +90,12 @@ def _compiler_version(compiler: str, install_hint: str) -> str:
     return result.stdout.splitlines()[0] if result.stdout else compiler
 
 
-def build_key(target: str, src_dir: Path) -> str:
-    """sha256 over target, compiler version, makefile and sources: equal keys mean identical binaries."""
+def build_key(target: str, src_dir: Path, program: str = "llama98") -> str:
+    """sha256 over program, target, compiler version, makefile and sources: equal keys mean identical binaries."""
     spec = _spec(target)
     digest = hashlib.sha256()
+    if program != "llama98":  # keeps the keys (and caches) of existing llama98 builds unchanged
+        digest.update(f"program={program}\n".encode())
     digest.update(f"target={target}\n".encode())
     digest.update(f"compiler={_compiler_version(spec.compiler, spec.install_hint)}\n".encode())
     makefile = src_dir / spec.makefile
@@ -100,7 +122,7 @@ def _first_errors(output: str) -> str:
     return " | ".join(chosen) if chosen else "no output"
 
 
-def _run_make(spec: TargetSpec, build_dir: Path, src_copy: Path) -> Path:
+def _run_make(spec: TargetSpec, build_dir: Path, src_copy: Path, binary_name: str) -> Path:
     command = ["make", "-s", "-f", str(src_copy / spec.makefile), f"SRC={src_copy}", *spec.make_vars]
     try:
         result = subprocess.run(
@@ -110,24 +132,27 @@ def _run_make(spec: TargetSpec, build_dir: Path, src_copy: Path) -> Path:
         raise PortBuildError("make not found: apt-get install make") from None
     except subprocess.TimeoutExpired:
         raise PortBuildError(f"building the port timed out after {BUILD_TIMEOUT_S} s in {build_dir}") from None
-    binary = build_dir / spec.binary
+    binary = build_dir / binary_name
     if result.returncode != 0 or not binary.is_file():
         raise PortBuildError(f"build failed: {_first_errors(result.stderr + result.stdout)}")
     return binary
 
 
-def build_port(target: str, src_dir: Path | None = None, out: Path | None = None) -> Path:
-    """Build (or reuse from the cache) the port for `target` and return the binary's path.
+def build_port(target: str, src_dir: Path | None = None, out: Path | None = None,
+               program: str = "llama98") -> Path:
+    """Build (or reuse from the cache) `program` (llama98 or agent98) for `target` and return the binary's path.
 
-    `src_dir` defaults to this checkout's ports/llama98 and is only read. With `out`, the binary is also copied
+    `src_dir` defaults to this checkout's ports/<program> and is only read. With `out`, the binary is also copied
     there and that path is returned; otherwise the cached path is returned (treat it as read-only).
     """
     spec = _spec(target)
-    src = (src_dir or default_src_dir()).resolve()
+    _check_program(program, target)
+    binary_name = _binary_name(spec, program)
+    src = (src_dir or default_src_dir(program)).resolve()
     if not src.is_dir():
         raise PortBuildError(f"port source directory {src} does not exist")
-    key = build_key(target, src)
-    cached = cache_dir("builds", key) / spec.binary
+    key = build_key(target, src, program)
+    cached = cache_dir("builds", key) / binary_name
     if not cached.is_file():
         with tempfile.TemporaryDirectory(prefix="llama98-build-") as tmp:
             tmp_path = Path(tmp)
@@ -137,8 +162,8 @@ def build_port(target: str, src_dir: Path | None = None, out: Path | None = None
                 shutil.copy2(path, src_copy / path.name)
             build_dir = tmp_path / "build"
             build_dir.mkdir()
-            binary = _run_make(spec, build_dir, src_copy)
-            staging = cached.with_name(f".{spec.binary}.{os.getpid()}.tmp")
+            binary = _run_make(spec, build_dir, src_copy, binary_name)
+            staging = cached.with_name(f".{binary_name}.{os.getpid()}.tmp")
             shutil.copy2(binary, staging)
             os.replace(staging, cached)
     if out is None:
@@ -150,7 +175,8 @@ def build_port(target: str, src_dir: Path | None = None, out: Path | None = None
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    path = build_port(args.target, Path(args.src) if args.src else None, Path(args.output) if args.output else None)
+    path = build_port(args.target, Path(args.src) if args.src else None, Path(args.output) if args.output else None,
+                      program=args.program)
     print(path)
     return 0
 
@@ -163,6 +189,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Build the llama98 C89 port (cached by source hash) and print the binary's path.",
     )
     parser.add_argument("--target", choices=sorted(TARGETS), default="native", help="what to build for")
-    parser.add_argument("--src", metavar="DIR", help="port sources (default: this checkout's ports/llama98)")
+    parser.add_argument("--program", choices=sorted(PROGRAM_TARGETS), default="llama98",
+                        help="what to build: the llama98 port or agent98 (the Windows 98 serial agent, win32 only)")
+    parser.add_argument("--src", metavar="DIR", help="sources (default: this checkout's ports/<program>)")
     parser.add_argument("-o", "--output", metavar="PATH", help="also copy the binary here")
     parser.set_defaults(func=_cmd_build)

@@ -7,10 +7,22 @@ to run the test, and the terminal summary lists every skip with its reason, so n
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from harness.check import RunCheck
+    from harness.ftp import FileServer
+    from harness.session import InjectedModel, PortRun, Session, SessionOptions
+
+TRANSCRIPT_TAIL_LINES = 40
 
 BUILTIN_GUEST = "tiny686"
 
@@ -87,3 +99,175 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("llama98-harness: skipped tests")
         for reason, count in reasons.most_common():
             terminalreporter.write_line(f"{count:4d} skipped: {reason}")
+
+
+# -- fixtures ---------------------------------------------------------------------------------------------------
+
+
+def _worker() -> str:
+    """The pytest-xdist worker id (`gw0`, ...) or `main`: keeps each worker's VM, ports and files apart."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def vm_options(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> SessionOptions:
+    """SessionOptions from the command line; skips the test when no --vm was given."""
+    from harness.session import SessionOptions
+
+    vm = selected_vm(pytestconfig)
+    if vm is None:
+        pytest.skip(SKIP_VM)
+    artifacts_root = pytestconfig.getoption("--vm-artifacts")
+    if artifacts_root:
+        artifacts = Path(artifacts_root).resolve() / _worker()
+    else:
+        artifacts = tmp_path_factory.mktemp(f"vm-{_worker()}", numbered=True)
+    binary = pytestconfig.getoption("--llama98-binary")
+    return SessionOptions(
+        vm=vm, profile=str(pytestconfig.getoption("--vm-profile")), binary=Path(binary) if binary else None,
+        icount_shift=1 if pytestconfig.getoption("--vm-icount") else None,
+        use_snapshot=not pytestconfig.getoption("--vm-no-snapshot"), artifacts=artifacts,
+        timeout_scale=float(pytestconfig.getoption("--vm-timeout-scale")))
+
+
+@pytest.fixture(scope="session")
+def vm_image(vm_options: SessionOptions) -> tuple[str, Path]:
+    """(profile name, disk image path) of the guest under test (tiny686 is built on demand)."""
+    from harness.session import resolve_guest
+
+    profile, image = resolve_guest(vm_options.vm, vm_options.profile)
+    return profile.name, image
+
+
+@pytest.fixture(scope="session")
+def vm_session(vm_options: SessionOptions, vm_image: tuple[str, Path]) -> Iterator[Session]:
+    """One booted guest per worker, llama98 injected, its clean state saved; the image is checked untouched."""
+    from harness.session import Session
+
+    image = vm_image[1]
+    before = _sha256(image)
+    session = Session(vm_options)
+    try:
+        session.start()
+        session.save_clean_state()
+        yield session
+    finally:
+        session.close()
+        after = _sha256(image)
+        assert after == before, f"the guest image {image} was modified during the test session"
+
+
+@pytest.fixture
+def guest(vm_session: Session) -> Session:
+    """The worker's guest, put back to its clean state (as after boot + binary injection) before the test."""
+    if getattr(vm_session, "_plugin_used", False):
+        vm_session.revert_to_clean_state()
+    vm_session._plugin_used = True  # type: ignore[attr-defined]
+    return vm_session
+
+
+@pytest.fixture
+def file_server(guest: Session) -> FileServer:
+    """The FTP server the guest fetches from (127.0.0.1, per-run jail, active-mode bridge)."""
+    assert guest.guest is not None
+    return guest.guest.file_server
+
+
+@pytest.fixture(scope="session")
+def llama98_binary(vm_session: Session) -> Path:
+    """The host path of the llama98 binary inside the guest (built for the profile, or --llama98-binary)."""
+    assert vm_session.binary is not None
+    return vm_session.binary
+
+
+class OracleTools:
+    """The oracle's entry points, gathered for tests: own generation, teacher-forced verify, full run check."""
+
+    @staticmethod
+    def generate_text(*args: Any, **kwargs: Any) -> bytes:
+        from harness.oracle.generate import generate_text
+
+        return generate_text(*args, **kwargs)
+
+    @staticmethod
+    def verify(*args: Any, **kwargs: Any) -> Any:
+        from harness.oracle.verify import verify
+
+        return verify(*args, **kwargs)
+
+    @staticmethod
+    def check_run(*args: Any, **kwargs: Any) -> RunCheck:
+        from harness.check import check_run
+
+        return check_run(*args, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def oracle() -> OracleTools:
+    return OracleTools()
+
+
+@dataclass
+class RunOutcome:
+    """A port run in the guest and its check against the oracle."""
+
+    injected: InjectedModel
+    run: PortRun
+    check: RunCheck
+
+
+@pytest.fixture
+def llama98_run(guest: Session) -> Callable[..., RunOutcome]:
+    """Run the port in the guest: `llama98_run(model="stories260K", steps=.., temperature=.., seed=.., ...)`.
+
+    Injects the model and tokenizer (FTP, checksum-verified), runs with `-r -`, parses the report and checks it
+    with the oracle. Returns a RunOutcome; the test asserts on it.
+    """
+    from harness.check import check_run
+    from harness.models import choose_model
+    from harness.session import PortArgs
+
+    def run(model: str = "stories260K", tokenizer: str | None = None, temperature: float = 0.0, topp: float = 0.9,
+            seed: int = 42, steps: int = 200, prompt: bytes | str | None = None,
+            ftp_mode: str | None = None) -> RunOutcome:
+        choice = choose_model(model, tokenizer, allow_download=False)
+        injected = guest.inject_model(choice, mode=ftp_mode)
+        prompt_bytes = prompt.encode("utf-8") if isinstance(prompt, str) else prompt
+        port_run = guest.run_port(injected, PortArgs(temperature, topp, seed, steps, prompt_bytes))
+        return RunOutcome(injected, port_run, check_run(choice, port_run.text, port_run.report))
+
+    return run
+
+
+# -- failure evidence -------------------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """On a failing VM test: attach the serial transcript tail, a fresh screendump and the artifact dir."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or "vm_session" not in getattr(item, "fixturenames", ()):
+        return
+    session = getattr(item, "funcargs", {}).get("vm_session") or getattr(item, "funcargs", {}).get("guest")
+    if session is None:
+        return
+    lines = [f"artifacts: {session.artifacts}"]
+    if session.guest is not None:
+        screendump = session.guest.machine.try_screendump(f"failed-{item.name}")
+        if screendump:
+            lines.append(f"screendump: {screendump}")
+    transcript = session.artifacts.serial_transcript
+    if transcript.exists():
+        tail = transcript.read_text(encoding="utf-8", errors="replace").splitlines()[-TRANSCRIPT_TAIL_LINES:]
+        lines += [f"serial transcript: {transcript} (last {len(tail)} lines)", *tail]
+    report.sections.append(("llama98 guest", "\n".join(lines)))
+    item.user_properties.append(("artifacts", str(session.artifacts)))

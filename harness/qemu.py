@@ -658,3 +658,19 @@ class Machine:
             return cache.store(self.snapshot_key, self.overlay)
         finally:
             self.resume()
+
+    def save_state(self, name: str) -> None:
+        """Save the running guest's RAM and disk as internal snapshot `name` in this run's overlay only.
+
+        Unlike save_snapshot this touches no cache: it is a point the same run can return to (revert_state), which
+        is how the pytest plugin gives every test the same starting guest without rebooting.
+        """
+        output = self.hmp(f"savevm {name}", timeout=120.0).strip()
+        if output:
+            raise QemuError(f"savevm {name} failed: {output}; artifacts: {self.artifacts}")
+
+    def revert_state(self, name: str) -> None:
+        """Return the running guest to the state saved by save_state(name) (RAM, devices and disk)."""
+        output = self.hmp(f"loadvm {name}", timeout=120.0).strip()
+        if output:
+            raise QemuError(f"loadvm {name} failed: {output}; artifacts: {self.artifacts}")

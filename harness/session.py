@@ -27,6 +27,7 @@ from harness.qemu import MachineOptions
 from harness.report import Report, ReportError, split_stdout
 
 BUILTIN_GUEST = "tiny686"
+CLEAN_STATE = "harness-clean"
 # Which build of the port each kind of guest console runs.
 PORT_TARGETS = {"posix-shell": "tiny686", "agent98": "win32"}
 TOK_S_LINE = re.compile(rb"(?:^|\n)achieved tok/s: [^\n]*\n\Z")
@@ -155,6 +156,7 @@ class Session:
         self.binary_path = ""
         self.binary_fetch: FetchResult | None = None
         self._stack = contextlib.ExitStack()
+        self._has_clean_state = False
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -198,6 +200,20 @@ class Session:
         if self.profile.console.kind == "posix-shell":
             self.guest.run_checked(f"chmod +x {shlex.quote(self.binary_path)}", 20)
 
+    def save_clean_state(self) -> None:
+        """Remember the guest as it is now (binary injected, nothing else) so tests can return to it."""
+        self._require_guest().machine.save_state(CLEAN_STATE)
+        self._has_clean_state = True
+
+    def revert_to_clean_state(self) -> None:
+        """Put the guest back to the saved clean state, then resync the console and the guest clock."""
+        guest = self._require_guest()
+        if not self._has_clean_state:
+            raise SessionError("no clean state saved in this session")
+        guest.machine.revert_state(CLEAN_STATE)
+        guest.console.sync()
+        guest.set_clock()
+
     def close(self) -> None:
         """Stop the guest, the FTP server and QEMU (idempotent)."""
         self._stack.close()
@@ -210,22 +226,23 @@ class Session:
             raise SessionError("the session is not started")
         return self.guest
 
-    def fetch(self, host_file: Path, guest_name: str, must_fit_in_memory: bool = False) -> FetchResult:
-        """Inject one file by FTP and verify its checksum in the guest."""
+    def fetch(self, host_file: Path, guest_name: str, must_fit_in_memory: bool = False,
+              mode: str | None = None) -> FetchResult:
+        """Inject one file by FTP (`mode`, else the session's, else the profile's) and verify it in the guest."""
         guest = self._require_guest()
         size_mb = host_file.stat().st_size / 1e6
-        mode = self.options.ftp_mode or self.profile.ftp.default_mode
+        mode = mode or self.options.ftp_mode or self.profile.ftp.default_mode
         self._say(f"injecting {host_file.name} ({size_mb:.1f} MB) as {guest_name} over {mode} FTP")
         result = guest.fetch(host_file, guest_name, mode=mode, must_fit_in_memory=must_fit_in_memory)
         self._say(f"  {result.size / 1e6:.1f} MB in {result.seconds:.2f} s ({result.megabytes_per_second:.1f} MiB/s), "
                   f"{self.profile.files.checksum.algorithm} verified in the guest")
         return result
 
-    def inject_model(self, choice: ModelChoice) -> InjectedModel:
+    def inject_model(self, choice: ModelChoice, mode: str | None = None) -> InjectedModel:
         """Put a checkpoint and its tokenizer into the guest (refusing a model the guest RAM cannot hold)."""
         names = self.profile.files.names
-        model = self.fetch(choice.checkpoint, names["model"], must_fit_in_memory=True)
-        tokenizer = self.fetch(choice.tokenizer, names["tokenizer"])
+        model = self.fetch(choice.checkpoint, names["model"], must_fit_in_memory=True, mode=mode)
+        tokenizer = self.fetch(choice.tokenizer, names["tokenizer"], mode=mode)
         return InjectedModel(choice, model.guest_path, tokenizer.guest_path, [model, tokenizer])
 
     def run_port(self, injected: InjectedModel, args: PortArgs, timeout: float | None = None) -> PortRun:
