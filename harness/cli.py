@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.guest_image",
     "harness.bisect",
     "harness.plot",
+    "harness.audit",
 )
 
 

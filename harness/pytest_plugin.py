@@ -271,3 +271,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         lines += [f"serial transcript: {transcript} (last {len(tail)} lines)", *tail]
     report.sections.append(("llama98 guest", "\n".join(lines)))
     item.user_properties.append(("artifacts", str(session.artifacts)))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No QEMU we started may outlive the test session: kill any leftover and fail the run loudly."""
+    import sys
+
+    qemu_module = sys.modules.get("harness.qemu")
+    if qemu_module is None:
+        return
+    leftovers = qemu_module.live_qemu_pids()
+    if leftovers:
+        qemu_module._kill_leftovers()
+        print(f"\nllama98-harness: QEMU processes {sorted(leftovers)} were still running at the end of the test "
+              f"session; they were killed, and the session fails", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

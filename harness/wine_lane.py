@@ -143,6 +143,22 @@ def stop_wineserver(prefix: Path) -> None:
         pass
 
 
+def live_agent_pids(prefix: Path) -> list[int]:
+    """Processes (wine, wineserver, agent98) whose environment names `prefix`: what must be gone after a run."""
+    needle = f"WINEPREFIX={prefix}".encode() + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ + b"\0":
+            found.append(int(entry.name))
+    return found
+
+
 @dataclass
 class WineAgent:
     """agent98.exe running under Wine with COM1 on a pty; `console` speaks the win98 profile's framing."""

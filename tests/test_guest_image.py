@@ -356,7 +356,9 @@ def _booted(image: Path, tmp_path: Path, nic: str, qmp_socket: str) -> Iterator[
                    check=True)
     command = ["qemu-system-i386", "-machine", "pc,accel=tcg", "-cpu", "pentium2", "-m", "128",
                "-nic", f"user,model={nic}", "-drive", f"file={overlay},format=qcow2", "-display", "none",
-               "-serial", "stdio", "-monitor", "none", "-qmp", f"unix:{qmp_socket},server=on,wait=off"]
+               # signal=off: a Ctrl-C typed into the pty must reach the guest, not stop QEMU.
+               "-chardev", "stdio,id=serial0,signal=off", "-serial", "chardev:serial0", "-monitor", "none",
+               "-qmp", f"unix:{qmp_socket},server=on,wait=off"]
     log_path = tmp_path / f"serial-{nic}.log"
     started = time.monotonic()
     with log_path.open("w", encoding="latin-1") as log:
@@ -409,8 +411,15 @@ def test_boot_and_fetch_over_ftp_both_ways(tiny686_image: Path, tmp_path: Path,
         output, _ = console.run("sha256sum /mnt/c/run/a.bin")
         assert f"{expected}  /mnt/c/run/a.bin" in output
 
+        # Ctrl-C on the serial line stops the running command (the shell owns ttyS0 as controlling terminal).
+        console.child.sendline('sleep 60; echo "slept""-fully"')
+        time.sleep(1)
+        console.child.sendcontrol("c")
+        console.wait_for(PROMPT, 15, "the prompt after Ctrl-C")
+        assert "slept-fully" not in str(console.child.before)
+
         console.child.sendline("poweroff")
-        console.child.expect(pexpect.EOF, timeout=60)  # init traps poweroff, unmounts /mnt/c, powers off
+        console.child.expect(pexpect.EOF, timeout=60)  # busybox init unmounts /mnt/c and powers off
     assert _sha256(tiny686_image) == image_before, "the user image was written"
 
 

@@ -8,6 +8,9 @@ tests/test_audit.py):
   registers have no group at all (SSSE3);
 - POPCNT, LZCNT, MOVBE, RDRAND, RDSEED, XSAVE/XGETBV, FXSAVE/FXRSTOR, PREFETCHW, the multi-byte NOP (0F 1F) and the
   CET hint ENDBR32 have no group; FISTTP is grouped FPU but is SSE3;
+- TZCNT is F3 0F BC, i.e. `rep bsf`: GCC (and MinGW's gdtoa in libmingwex) emits it for __builtin_ctz, whose
+  argument is never 0, and every pre-BMI CPU executes it as BSF with the same result, so it is allowed. Limit: a
+  program built with -mbmi that relies on TZCNT(0) = 32 would not be caught by this instruction alone;
 - PAUSE is grouped SSE2 but is `rep nop`, which every earlier CPU executes as NOP (Intel SDM), so it is allowed;
 - UD2 (Pentium Pro) is not flagged: it exists to raise #UD, which an older CPU raises for it too.
 Registers back this up: any xmm register means at least SSE, ymm AVX, zmm or a mask register AVX-512, an mm
@@ -117,6 +120,7 @@ _SSSE3_MNEMONICS = frozenset({
 _FIXED: dict[str, str | None] = {
     "pause": None,  # F3 90 = rep nop: a NOP before the Pentium 4
     "ud2": None,    # raises #UD by design, on every CPU
+    "tzcnt": None,  # F3 0F BC = `rep bsf`: GCC emits it for __builtin_ctz (source never 0), older CPUs run BSF
     "sysenter": SEP,
     "sysexit": SEP,
     "fxsave": FXSR,
@@ -208,15 +212,17 @@ def new_disassembler() -> capstone.Cs:
     return decoder
 
 
-def scan(decoder: capstone.Cs, code: bytes, address: int, cpu: str) -> list[Instruction]:
-    """Every instruction in `code` (loaded at `address`) that `cpu` does not have."""
+def scan(decoder: capstone.Cs, code: bytes, address: int, cpu: str) -> tuple[list[Instruction], int]:
+    """Every instruction in `code` (loaded at `address`) that `cpu` does not have, and how many were decoded."""
     allowed = CPU_FEATURES[cpu]
     findings: list[Instruction] = []
+    decoded = 0
     for insn in decoder.disasm(code, address):
         if insn.id == 0:  # a SKIPDATA pseudo-instruction (.byte): not code capstone can decode
             continue
+        decoded += 1
         extension = required_extension(insn)
         if extension is not None and extension not in allowed:
             text = f"{insn.mnemonic} {insn.op_str}".strip()
             findings.append(Instruction(insn.address, insn.size, text, extension))
-    return findings
+    return findings, decoded

@@ -69,3 +69,6 @@ def test_two_workers_run_two_guests_at_once(tmp_path: Path, pytestconfig: pytest
     assert a["artifacts"] != b["artifacts"]
     assert a["begin"] < b["end"] and b["begin"] < a["end"], "the two runs did not overlap in time"
     assert a["text"] == b["text"]  # same greedy story from both guests
+    for pid in (a["qemu_pid"], b["qemu_pid"]):  # the inner session stopped both QEMUs
+        assert not Path(f"/proc/{pid}").exists() or "qemu" not in Path(f"/proc/{pid}/cmdline").read_text(
+            errors="replace"), f"QEMU {pid} outlived its test session"

@@ -1,0 +1,195 @@
+"""agent98 under Wine, its COM1 a pseudo-terminal, driven by the harness Console with the win98 profile's framing.
+
+This is the real agent98 code path (CreateFile on COM1, SetCommState, polling ReadFile, CreateProcess with a pipe,
+TerminateProcess) talking the exact protocol the win98 profile describes; only the UART is a pty. It ends with the
+MinGW llama98.exe run through agent98 on stories260K and checked by the oracle, as a Windows 98 run would be.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.artifacts import ArtifactDir
+from harness.console import Console
+from harness.oracle import generate_text
+from harness.oracle.verify import verify
+from harness.port_build import PortBuildError, build_port
+from harness.report import parse_report
+from harness.wine_lane import WineAgent, live_agent_pids, wine_agent, wine_available, windows_path
+from tests.port_helpers import WINE_MISSING, fixture
+
+pytestmark = pytest.mark.wine
+
+# A program that runs until it is stopped: cmd.exe counting (Wine's cmd has FOR /L; no sleep command exists).
+BUSY = 'cmd.exe /c "for /L %i in (1,1,2000000000) do rem"'
+
+
+def _build(program: str) -> Path:
+    try:
+        return build_port("win32", program=program)
+    except PortBuildError as error:
+        if "not found" in str(error):
+            pytest.skip(str(error))
+        raise
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WineAgent]:
+    if not wine_available():
+        pytest.skip(WINE_MISSING)
+    artifacts = ArtifactDir(tmp_path_factory.mktemp("wine-agent"))
+    with wine_agent(_build("agent98"), artifacts) as running:
+        running.console.sync(30)
+        yield running
+    assert running.process.poll() is not None, "agent98 outlived its Wine lane"
+    assert not live_agent_pids(running.prefix), "a Wine process of the lane's prefix outlived it"
+
+
+@pytest.fixture()
+def console(agent: WineAgent) -> Console:
+    agent.console.run("!timeout 120", 20)
+    return agent.console
+
+
+def test_banner_names_version_port_and_line_settings(agent: WineAgent) -> None:
+    transcript = agent.console.transcript.read_text(encoding="utf-8")
+    assert re.search(r"agent98 \d+\.\d+ on COM1 115200 8N1: AGENT98 READY", transcript)
+    assert agent.banner_seconds < 60
+
+
+def test_programs_report_their_exit_codes_and_output(console: Console) -> None:
+    assert console.run("cmd.exe /c exit 7", 30).exit_code == 7
+    assert console.run("cmd.exe /c exit 0", 30).exit_code == 0
+    result = console.run("cmd.exe /c echo out & echo err 1>&2", 30)
+    assert (result.output, result.exit_code) == ("out \nerr ", 0)  # cmd keeps the blank before 1>&2
+    missing = console.run("nosuch98.exe", 30)
+    assert missing.exit_code == -1 and "cannot run nosuch98.exe: Windows error 2" in missing.output
+
+
+def test_echo_and_cd_are_built_in(console: Console, tmp_path: Path) -> None:
+    assert console.run("echo hello  world", 10).output == "hello  world"
+    moved = console.run(f"cd {windows_path(tmp_path)}", 10)
+    assert (moved.output, moved.exit_code) == (windows_path(tmp_path), 0)
+    assert console.run("!cd", 10).output == windows_path(tmp_path)
+    failed = console.run(f"cd {windows_path(tmp_path / 'nowhere')}", 10)
+    assert failed.exit_code == 1 and "cannot change directory" in failed.output
+
+
+def test_crc32_prints_digest_and_size_of_the_file(console: Console, tmp_path: Path) -> None:
+    payload = bytes(range(256)) * 1000 + b"\r\n\x1a tail"
+    (tmp_path / "BLOB.BIN").write_bytes(payload)
+    result = console.run(f"!crc32 {windows_path(tmp_path / 'BLOB.BIN')}", 30)
+    digest, size, _ = result.output.split(" ", 2)
+    assert (digest, int(size), result.exit_code) == (f"{zlib.crc32(payload):08x}", len(payload), 0)
+    missing = console.run(f"!crc32 {windows_path(tmp_path / 'NONE.BIN')}", 30)
+    assert missing.exit_code == 1 and "cannot open" in missing.output
+
+
+def test_append_delete_mkdir_and_type_write_real_files(console: Console, tmp_path: Path) -> None:
+    folder = tmp_path / "RUN"
+    assert console.run(f"!mkdir {windows_path(folder)}", 10).exit_code == 0
+    assert console.run(f"!mkdir {windows_path(folder)}", 10).exit_code == 0, "mkdir of an existing dir is ok"
+    script = windows_path(folder / "FTP.SCR")
+    for line in ("open 10.0.2.2 2121", "user u p4ss", "binary"):
+        assert console.run(f"!append {script} {line}", 10).exit_code == 0
+    assert (folder / "FTP.SCR").read_bytes() == b"open 10.0.2.2 2121\r\nuser u p4ss\r\nbinary\r\n"
+    assert console.run(f"!type {script}", 10).output == "open 10.0.2.2 2121\nuser u p4ss\nbinary"
+    assert console.run(f"!delete {script}", 10).exit_code == 0
+    assert not (folder / "FTP.SCR").exists()
+    assert console.run(f"!delete {script}", 10).exit_code == 0, "deleting a missing file is what was wanted"
+
+
+def test_settime_accepts_the_host_clock_and_never_touches_it_under_wine(console: Console) -> None:
+    result = console.run(f"!settime {int(time.time())}", 10)
+    assert (result.output, result.exit_code) == ("clock already within 2 s", 0)
+    far = console.run("!settime 915148800", 10)  # 1999-01-01: refused by -n, the host clock stays
+    assert far.exit_code == 0 and "left alone" in far.output
+    assert abs(time.time() - time.time()) < 1 and time.gmtime().tm_year > 2000
+
+
+def test_bad_lines_get_a_usage_answer(console: Console) -> None:
+    assert console.run("!frobnicate", 10).exit_code == 2
+    assert "unknown built-in !frobnicate" in console.run("!frobnicate x", 10).output
+    assert console.run("!crc32", 10).exit_code == 2
+    assert console.run("!timeout nope", 10).exit_code == 2
+    console.send_line("@bad!id echo x")
+    console.expect(re.compile(r"@@END-0-2@@"), 10, "the answer to a malformed command id")
+    console.send_line("@longline echo " + "x" * 3000)
+    console.expect(re.compile(r"command line too long.*?@@END-0-2@@", re.S), 10, "the answer to a too-long line")
+    assert console.run("echo still here", 10).output == "still here"
+
+
+def test_output_streams_while_the_program_runs_and_timeout_terminates_it(console: Console) -> None:
+    assert console.run("!timeout 4", 10).exit_code == 0
+    start = time.monotonic()
+    console.send_line('@stream1 cmd.exe /c "echo first & for /L %i in (1,1,2000000000) do rem"')
+    console.expect(re.compile("first"), 10, "the first line of a still-running program")
+    first_seen = time.monotonic() - start
+    match = console.expect(re.compile(r"@@END-stream1-(?P<code>-?\d+)@@"), 20, "the timed-out program's sentinel")
+    ended = time.monotonic() - start
+    assert int(match.group("code")) == -2
+    assert "timed out after 4 s" in (console._child.before or "")
+    assert first_seen < 3.5 < ended, (first_seen, ended)
+    assert console.run("echo alive", 10).output == "alive"
+
+
+def test_ctrl_c_interrupts_a_running_program(console: Console) -> None:
+    console.send_line(f"@intr1 {BUSY}")
+    time.sleep(1.5)
+    console.send_line("\x03")
+    match = console.expect(re.compile(r"@@END-intr1-(?P<code>-?\d+)@@"), 20, "the interrupted program's sentinel")
+    assert int(match.group("code")) == -3
+    assert console.run("echo alive", 10).exit_code == 0
+
+
+STORY_RUNS = {
+    "greedy": ["-t", "0", "-n", "120"],
+    "sampled-prompt": ["-t", "0.8", "-p", "0.9", "-s", "42", "-n", "150", "-i", "Once upon a time, Tom"],
+}
+
+
+@pytest.mark.parametrize("run", sorted(STORY_RUNS))
+def test_llama98_exe_runs_through_agent98_and_the_oracle_agrees(run: str, console: Console,
+                                                                 tmp_path: Path) -> None:
+    model, tokenizer = fixture("stories260K.bin"), fixture("tok512.bin")
+    exe = _build("llama98")
+    args = STORY_RUNS[run]
+    report_path = tmp_path / "RUN.REP"
+    quoted = [f'"{a}"' if " " in a else a for a in args]
+    command = (f"{windows_path(exe)} {windows_path(model)} -z {windows_path(tokenizer)} {' '.join(quoted)} "
+               f"-r {windows_path(report_path)}")
+    result = console.run(command, 120)
+    assert result.exit_code == 0, result.output[-300:]
+    flag = dict(zip(args[::2], args[1::2]))
+    expected = generate_text(model, tokenizer, temperature=float(flag["-t"]), topp=float(flag.get("-p", "0.9")),
+                             seed=int(flag.get("-s", "0")), steps=int(flag["-n"]),
+                             prompt=flag.get("-i", "").encode())
+    text = result.output.encode("cp437")
+    assert text.startswith(expected), "the text streamed over COM1 differs from the oracle's"
+    assert re.fullmatch(rb"achieved tok/s: [0-9.]+", text[len(expected):]), text[len(expected):]
+    # The report read back over the serial line, exactly as it would be from Windows 98.
+    typed = console.run(f"!type {windows_path(report_path)}", 30)
+    assert typed.exit_code == 0
+    assert typed.output == report_path.read_text().rstrip("\n")
+    verdict = verify(model, tokenizer, parse_report(typed.output + "\n"))
+    assert verdict.ok, str(verdict)
+    crc = console.run(f"!crc32 {windows_path(model)}", 30).output.split()[0]
+    assert parse_report(typed.output + "\n").model.crc32 == int(crc, 16)
+
+
+def test_exit_ends_the_agent(tmp_path: Path) -> None:
+    if not wine_available():
+        pytest.skip(WINE_MISSING)
+    artifacts = ArtifactDir(tmp_path / "artifacts")
+    with wine_agent(_build("agent98"), artifacts) as running:
+        running.console.sync(30)
+        running.console.send_line("@bye1 !exit")
+        running.console.expect(re.compile(r"@@END-bye1-0@@"), 20, "the answer to !exit")
+        assert running.process.wait(timeout=30) == 0
+    assert "agent98: exiting" in running.agent_log.read_text(errors="replace")
