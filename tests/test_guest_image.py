@@ -33,18 +33,16 @@ from pyftpdlib.servers import FTPServer
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from harness import cli
+from harness.debian_packages import depends_names
 from harness.guest_image import (
-    CpioArchive,
     GuestBuildError,
     build_guest,
     cache_key,
-    check_host_tools,
-    depends_names,
-    elf_needed,
     guest_manifest,
     load_recipe,
-    resolve_in_root,
 )
+from harness.host_tools import check_host_tools
+from harness.initramfs import CpioArchive, elf_needed, resolve_in_root
 from harness.paths import cache_dir
 
 PROMPT = "tiny686# "
