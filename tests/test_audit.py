@@ -78,14 +78,15 @@ def _need(tool: str) -> None:
         pytest.skip(f"{tool} not installed (apt-get install gcc-multilib gcc-mingw-w64-i686)")
 
 
-def _compile(tmp_path: Path, source: str, name: str, compiler: str, flags: list[str]) -> Path:
+def _compile(tmp_path: Path, source: str, name: str, compiler: str, flags: list[str],
+             libs: tuple[str, ...] = ()) -> Path:
     _need(compiler)
     src_dir = tmp_path / f"{name}-src"
     src_dir.mkdir()
     c_file = src_dir / f"{name}.c"
     c_file.write_text(source)
     out = tmp_path / name
-    result = subprocess.run([compiler, *flags, "-o", str(out), str(c_file)], capture_output=True, text=True,
+    result = subprocess.run([compiler, *flags, "-o", str(out), str(c_file), *libs], capture_output=True, text=True,
                             timeout=COMPILE_TIMEOUT_S, check=False)
     if result.returncode != 0 and "-m32" in flags and "cannot find" in result.stderr:
         pytest.skip(f"32-bit glibc not installed: {result.stderr.strip().splitlines()[-1]}")
@@ -240,16 +241,25 @@ def test_pe_importing_gettickcount64_is_flagged(tmp_path: Path, capsys: pytest.C
     assert "GetTickCount " not in out  # only the bad import is listed
 
 
-def test_plain_mingw_pe_is_clean_for_win98(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    exe = _mingw(tmp_path, "tick32")
+def test_mingw_pe_with_msvcrt_stdio_is_clean_for_win98(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    exe = _mingw(tmp_path, "tick32", "-D__USE_MINGW_ANSI_STDIO=0")
     code, out, _ = _run_cli(capsys, str(exe), "--os", "win98")
     assert code == 0, out
     assert "clean for pentium2 and Windows 98 SE" in out
 
 
+def test_mingw_ansi_stdio_pulls_in_a_win9x_stub(tmp_path: Path) -> None:
+    """MinGW-w64's own printf (the default with -std=c89) imports GetModuleHandleW, a stub on Windows 98: the
+    reason ports/*/mingw.mk build with -D__USE_MINGW_ANSI_STDIO=0."""
+    exe = _mingw(tmp_path, "ansi", "-std=c89", "-D__USE_MINGW_ANSI_STDIO=1")
+    items = {f.item for f in audit(exe, "pentium2", "win98").os_findings}
+    assert "KERNEL32.dll!GetModuleHandleW" in items
+
+
 def test_subsystem_6_and_zero_heap_reserve_are_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     exe = _mingw(tmp_path, "vista", "-Wl,--major-subsystem-version,6,--minor-subsystem-version,0",
-                 "-Wl,--heap,0,0")
+                 "-Wl,--heap=0")
     code, out, _ = _run_cli(capsys, str(exe), "--os", "win98")
     assert code == 1
     assert "subsystem version 6.0" in out
@@ -258,7 +268,8 @@ def test_subsystem_6_and_zero_heap_reserve_are_flagged(tmp_path: Path, capsys: p
 
 def test_unknown_dll_is_flagged(tmp_path: Path) -> None:
     source = "#include <winsock.h>\nint main(void) { WSADATA d; return WSAStartup(0x0101, &d); }\n"
-    exe = _compile(tmp_path, source, "sock.exe", "i686-w64-mingw32-gcc", ["-O2", "-lwsock32"])
+    exe = _compile(tmp_path, source, "sock.exe", "i686-w64-mingw32-gcc", ["-O2", "-D__USE_MINGW_ANSI_STDIO=0"],
+                   libs=("-lwsock32",))
     findings = audit(exe, "pentium2", "win98").os_findings
     assert [(f.what, f.item.upper()) for f in findings] == [("dll", "WSOCK32.DLL")]
 

@@ -17,6 +17,7 @@ import pefile
 from elftools.common.exceptions import ELFError
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
 from harness.errors import HarnessError
 
@@ -146,7 +147,7 @@ def _elf_functions(elf: ELFFile) -> list[Function]:
     """FUNC symbols with their source file: in .symtab each object's STT_FILE precedes its LOCAL symbols; GLOBAL
     symbols come after all locals, so their file is unknown (None)."""
     symtab = elf.get_section_by_name(".symtab")
-    if symtab is None:
+    if not isinstance(symtab, SymbolTableSection):
         return []
     functions: list[Function] = []
     current_file: str | None = None
@@ -254,5 +255,5 @@ def _coff_functions(pe: pefile.PE, raw: bytes, regions: list[CodeRegion]) -> lis
         following = bisect.bisect_right(starts, address)
         section_end = next((stop for start, stop in region_end.items() if start <= address < stop), address + 1)
         end = min(starts[following], section_end) if following < len(starts) else section_end
-        functions.append(Function(name[1:] if name.startswith("_") else name, address, end, source, is_global))
+        functions.append(Function(name.removeprefix("_"), address, end, source, is_global))
     return functions

@@ -19,8 +19,8 @@ from pathlib import Path
 from harness.audit.binary import Binary, Function
 from harness.paths import project_root
 
-_COMMENT_OR_LITERAL = re.compile(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'", re.S)
-_PREPROCESSOR = re.compile(r"^[ \t]*#(?:[^\n]*\\\n)*[^\n]*", re.M)
+_COMMENT_OR_LITERAL = re.compile(r"/\*.*?\*/|//[^\n]*|\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'", re.DOTALL)
+_PREPROCESSOR = re.compile(r"^[ \t]*#(?:[^\n]*\\\n)*[^\n]*", re.MULTILINE)
 _DEFINITION = re.compile(r"([A-Za-z_]\w*)\s*\(([^;{}()]|\([^;{}]*?\))*\)\s*\{")
 _KEYWORDS = frozenset({"if", "for", "while", "switch", "return", "sizeof", "do", "else"})
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from harness.audit.binary import Binary
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.paths import project_root
 
 MAX_VERSION = (4, 0)
@@ -62,7 +62,7 @@ def _version(pair: tuple[int, int]) -> str:
 def check(binary: Binary, exports: Win98Exports) -> list[OsFinding]:
     """Everything in the PE that keeps it from loading or working on Windows 98 SE."""
     if binary.pe is None:
-        raise HarnessError(f"--os win98 needs a PE executable; {binary.path} is {binary.kind}")
+        raise UsageError(f"--os win98 needs a PE executable; {binary.path} is {binary.kind}")
     findings: list[OsFinding] = []
     header = binary.pe
     if header.subsystem_version > MAX_VERSION:
