@@ -23,6 +23,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError, UsageError
-from harness.measure import DEFAULT_ICOUNT_SHIFT, MeasureError, Workload, environment, host_ipt, run_in_guest
+from harness.measure import (
+    DEFAULT_ICOUNT_SHIFT,
+    WALL_STEPS,
+    MeasureError,
+    Workload,
+    environment,
+    host_ipt,
+    run_in_guest,
+)
 from harness.measure import workload as named_workload
 from harness.paths import cache_dir
 from harness.port_build import PortBuildError, build_key, build_port
@@ -131,6 +140,7 @@ class BisectState:
     baseline: float | None = None
     baseline_samples: list[float] = field(default_factory=list)
     good_binary: str | None = None
+    use_cache: bool = True
     version: int = STATE_VERSION
 
     def save(self, path: Path) -> None:
@@ -182,7 +192,7 @@ def _cache_key(state: BisectState, key: str, load: Workload) -> str:
 def _deterministic(state: BisectState, binary: Path, key: str, load: Workload) -> tuple[float, bool]:
     """host-ipt or guest-ipt of one build, from the measurement cache when this build was measured before."""
     cache_file = cache_dir("measurements", state.metric) / f"{_cache_key(state, key, load)}.json"
-    if cache_file.is_file():
+    if state.use_cache and cache_file.is_file():
         try:
             return float(json.loads(cache_file.read_text())["value"]), True
         except (OSError, ValueError, KeyError):
@@ -203,25 +213,47 @@ def _quiet(message: str) -> None:
 
 
 def _tok_s_samples(state: BisectState, binary: Path, load: Workload, runs: int) -> list[float]:
-    return [run.tok_s for run in run_in_guest(binary, load, vm=state.vm, runs=runs, progress=_quiet)]
+    return [run.tok_s for run in run_in_guest(binary, load, vm=state.vm, runs=runs, steps=WALL_STEPS[load.name],
+                                              progress=_quiet)]
+
+
+def tok_s_decision(good: list[float], samples: list[float], threshold: float) -> str | None:
+    """bad when every sample of the commit is slower than --good's median by more than the threshold, good when
+    none is, None while the commit's range straddles that line (more samples needed)."""
+    line = statistics.median(good) / (1 + threshold)
+    if max(samples) < line:
+        return "bad"
+    if min(samples) >= line:
+        return "good"
+    return None
 
 
 def _tok_s_verdict(state: BisectState, binary: Path, load: Workload) -> tuple[str, list[float]]:
-    """Sample the commit and --good alternately until the ranges separate by the threshold, or give up (skip)."""
+    """Sample the commit (and --good again) until its range is clear of the threshold line, or give up (skip)."""
     if state.good_binary is None:
         raise BisectError("the bisect state has no --good binary to re-sample")
     good_binary = Path(state.good_binary)
     samples = _tok_s_samples(state, binary, load, TOK_S_FIRST_SAMPLES)
     while True:
-        good = state.baseline_samples
-        if max(samples) * (1 + state.threshold) < min(good):
-            return "bad", samples
-        if min(samples) * (1 + state.threshold) >= max(good):
-            return "good", samples
+        verdict = tok_s_decision(state.baseline_samples, samples, state.threshold)
+        if verdict is not None:
+            return verdict, samples
         if len(samples) >= TOK_S_MAX_SAMPLES:
             return "skip", samples
         samples += _tok_s_samples(state, binary, load, 1)
-        state.baseline_samples = good + _tok_s_samples(state, good_binary, load, 1)
+        state.baseline_samples = state.baseline_samples + _tok_s_samples(state, good_binary, load, 1)
+        state.baseline = statistics.median(state.baseline_samples)
+
+
+def build_target(state: BisectState) -> str:
+    """The build measured: tiny686 for host-ipt and the stand-in guest, the guest's own build for an image."""
+    if state.metric == "host-ipt" or state.vm in (None, "tiny686"):
+        return "tiny686"
+    from harness.image_detect import detect_profile
+    from harness.profile import load_profile
+    from harness.session import port_target
+
+    return port_target(load_profile(detect_profile(Path(state.vm))))
 
 
 def measure_checkout(state: BisectState, checkout: Path, role: str) -> Measurement:
@@ -230,19 +262,19 @@ def measure_checkout(state: BisectState, checkout: Path, role: str) -> Measureme
     subject = subject_of(checkout, sha)
     load = named_workload(state.workload, state.short_steps, state.long_steps)
     src = checkout / state.port_dir
+    target = build_target(state)
     try:
-        binary = build_port("tiny686", src_dir=src)
-        key = build_key("tiny686", src)
+        binary = build_port(target, src_dir=src)
+        key = build_key(target, src)
     except PortBuildError as error:
         return Measurement(sha, subject, "skip", error=f"does not build: {error}", role=role)
     try:
         if state.metric == "tok_s":
             if role == "baseline":
                 samples = _tok_s_samples(state, binary, load, TOK_S_FIRST_SAMPLES)
-                return Measurement(sha, subject, "baseline", sorted(samples)[len(samples) // 2], samples,
-                                   role=role)
+                return Measurement(sha, subject, "baseline", statistics.median(samples), samples, role=role)
             verdict, samples = _tok_s_verdict(state, binary, load)
-            return Measurement(sha, subject, verdict, sorted(samples)[len(samples) // 2], samples, role=role)
+            return Measurement(sha, subject, verdict, statistics.median(samples), samples, role=role)
         value, cached = _deterministic(state, binary, key, load)
     except MeasureError as error:
         return Measurement(sha, subject, "skip", error=f"port failed: {error}", role=role)
@@ -266,6 +298,10 @@ def format_value(metric: str, value: float | None) -> str:
     return f"{value / 1e6:.4f} M instr/token"
 
 
+def _percent(fraction: float) -> str:
+    return f"{round(fraction * 100, 1) or 0.0:+.1f}%"  # `or 0.0`: no "-0.0%"
+
+
 def _bar(done: int, total: int, width: int = 12) -> str:
     filled = min(width, round(width * done / max(total, 1)))
     return "[" + "#" * filled + "." * (width - filled) + "]"
@@ -285,7 +321,7 @@ def result_line(state: BisectState, record: Measurement) -> str:
         return f"    {record.sha[:7]}: skip ({record.error})"
     change = ""
     if state.baseline is not None and record.value is not None and record.role != "baseline":
-        change = f", {slower_by(state.metric, state.baseline, record.value) * 100:+.1f}% vs good"
+        change = f", slowdown {_percent(slower_by(state.metric, state.baseline, record.value))} vs good"
     cached = " (cached)" if record.cached else ""
     return f"    {record.sha[:7]}: {format_value(state.metric, record.value)}{cached}{change} -> {record.verdict}"
 
@@ -305,6 +341,8 @@ def run_step(state_path: Path) -> int:
 
     Any other failure exits 128 so `git bisect run` aborts instead of taking it as "bad".
     """
+    # git may start us with SIGINT ignored (inherited); the bisection stops its steps with SIGINT, so take it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         state = BisectState.load(state_path)
@@ -372,26 +410,31 @@ def _step_env() -> dict[str, str]:
     return env
 
 
+def _group_alive(process: subprocess.Popen[bytes]) -> bool:
+    process.poll()  # reap the leader, or its zombie would keep the group alive
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop `git bisect run` and everything it started (the step, valgrind, QEMU): INT, then TERM, then KILL."""
-    for sig, grace in ((signal.SIGINT, 15.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+    """Stop `git bisect run` and everything it started (the step, valgrind, QEMU): INT, then TERM, then KILL,
+    each time waiting for the whole group (not just git) to be gone, so a step can finish its own cleanup."""
+    for sig, grace in ((signal.SIGINT, 20.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        if not _group_alive(process):
+            return
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
             return
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        # the leader is gone; members may linger a moment
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        deadline = time.monotonic() + grace
+        while _group_alive(process) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    process.poll()
 
 
 def _run_git_bisect(clone: Path, state_path: Path, log_file: Path, timeout: float) -> int:
@@ -433,7 +476,8 @@ def _first_bad(clone: Path, log_text: str) -> str:
 
 def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", threshold: float = 0.05,
            model: str = "260K", out_dir: Path | None = None, port_dir: str = DEFAULT_PORT_DIR,
-           vm: str | None = None, icount_shift: int = DEFAULT_ICOUNT_SHIFT, plot: bool = True) -> BisectOutcome:
+           vm: str | None = None, icount_shift: int = DEFAULT_ICOUNT_SHIFT, plot: bool = True,
+           use_cache: bool = True) -> BisectOutcome:
     """Bisect good..bad in `repo` for a slowdown of more than `threshold` in `metric` (see the module docstring)."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}: choose from {', '.join(METRICS)}")
@@ -461,7 +505,7 @@ def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", thresho
     for stale in (log_path, git_log):
         stale.unlink(missing_ok=True)
     state = BisectState(metric, threshold, load.name, load.short_steps, load.long_steps, port_dir, str(log_path),
-                        len(commits), vm, icount_shift)
+                        len(commits), vm, icount_shift, use_cache=use_cache)
     _say(f"bisecting {len(commits)} commits after {good_sha[:7]} up to {bad_sha[:7]} for a slowdown of more than "
          f"{threshold * 100:g}% in {metric} ({load.name}, positions {load.short_steps}-{load.long_steps}); "
          f"run directory: {run_dir}")
@@ -477,7 +521,7 @@ def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", thresho
         _say(result_line(state, baseline))
         state.baseline, state.baseline_samples = baseline.value, list(baseline.samples)
         if metric == "tok_s":
-            state.good_binary = str(build_port("tiny686", src_dir=clone / port_dir))
+            state.good_binary = str(build_port(build_target(state), src_dir=clone / port_dir))
         state.save(state_path)
         git(clone, "bisect", "start", bad_sha, good_sha)
         step_budget = STEP_TIMEOUT_S * (max_steps(len(commits), 3) + 2)
@@ -520,13 +564,19 @@ def _measurement_of(state: BisectState, clone: Path, sha: str, records: list[Mea
     return record
 
 
+def by_commit(measurements: list[Measurement]) -> dict[str, Measurement]:
+    """One record per commit: the one with a value if there is one (a commit is measured once)."""
+    chosen: dict[str, Measurement] = {}
+    for record in measurements:
+        if record.sha not in chosen or record.value is not None:
+            chosen[record.sha] = record
+    return chosen
+
+
 def _write_outputs(outcome: BisectOutcome, state: BisectState, run_dir: Path, plot: bool) -> None:
     from harness.results import write_json
 
-    by_sha = {}
-    for record in outcome.measurements:
-        if record.sha not in by_sha or record.value is not None:
-            by_sha[record.sha] = record
+    by_sha = by_commit(outcome.measurements)
     ordered = [(outcome.good.sha, outcome.good.subject)] + outcome.commits
     write_json(outcome.json_path, {
         "schema": "llama98-bisect/1",
@@ -558,25 +608,22 @@ def _write_outputs(outcome: BisectOutcome, state: BisectState, run_dir: Path, pl
 
 def print_outcome(outcome: BisectOutcome, metric: str) -> None:
     """The final table (every commit in the range, oldest first) and the culprit summary."""
-    by_sha: dict[str, Measurement] = {}
-    for record in outcome.measurements:
-        if record.sha not in by_sha or record.value is not None:
-            by_sha[record.sha] = record
+    by_sha = by_commit(outcome.measurements)
     rows = [(outcome.good.sha, outcome.good.subject)] + outcome.commits
     print(f"{'commit':8} {'verdict':9} {metric:>24}  subject")
     for sha, subject in rows:
-        record = by_sha.get(sha)
-        verdict = "good*" if sha == outcome.good.sha else (record.verdict if record else "-")
+        row = by_sha.get(sha)
+        verdict = "good*" if sha == outcome.good.sha else (row.verdict if row else "-")
         marker = "  <== culprit" if sha == outcome.culprit else ""
-        value = format_value(metric, record.value) if record else ""
+        value = format_value(metric, row.value) if row else ""
         print(f"{sha[:7]:8} {verdict:9} {value:>24}  {subject[:60]}{marker}")
     print()
     print(f"culprit: {outcome.culprit} {outcome.subject}")
     print(f"{metric} at good {outcome.good.sha[:7]}: {format_value(metric, outcome.good.value)}")
     print(f"{metric} at culprit's parent {outcome.parent[:7]}: {format_value(metric, outcome.parent_measurement.value)}")
+    change = slower_by(metric, outcome.parent_measurement.value or 1.0, outcome.culprit_measurement.value or 1.0)
     print(f"{metric} at culprit {outcome.culprit[:7]}: {format_value(metric, outcome.culprit_measurement.value)} "
-          f"({slower_by(metric, outcome.parent_measurement.value or 0, outcome.culprit_measurement.value or 0) * 100:+.1f}%"
-          f" vs its parent)")
+          f"(slowdown {_percent(change)} vs its parent)")
     skipped = sorted({r.sha[:7] for r in outcome.measurements if r.verdict == "skip"})
     cached = sum(1 for r in outcome.measured if r.cached)
     print(f"measurements: {len(outcome.measured)} ({cached} from cache) for {outcome.candidates} commits; "
@@ -602,7 +649,7 @@ def parse_threshold(text: str) -> float:
 def _cmd_bisect(args: argparse.Namespace) -> int:
     outcome = bisect(Path(args.repo), args.good, args.bad, metric=args.metric, threshold=args.threshold,
                      model=args.model, out_dir=Path(args.out) if args.out else None, port_dir=args.port_dir,
-                     vm=args.vm, icount_shift=args.icount_shift, plot=not args.no_plot)
+                     vm=args.vm, icount_shift=args.icount_shift, plot=not args.no_plot, use_cache=not args.fresh)
     print_outcome(outcome, args.metric)
     return 0
 
@@ -623,7 +670,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="host-ipt: callgrind instructions/token of the tiny686 build (no VM, exact; default); "
                              "guest-ipt: guest instructions/token under QEMU -icount; tok_s: guest wall-clock tok/s")
     parser.add_argument("--threshold", type=parse_threshold, default=0.05, metavar="PCT",
-                        help="slower by more than this is bad (default 5%%)")
+                        help="slower by more than this is bad (default 5%%; for tok_s pick more than the "
+                             "run-to-run noise of plain emulation, e.g. 20%%)")
     parser.add_argument("--repo", default=".", metavar="PATH", help="the repository (default: the current one)")
     parser.add_argument("--model", default="260K", help="260K (default) or 15M-shape")
     parser.add_argument("--port-dir", default=DEFAULT_PORT_DIR, help="the port's directory inside the repository")
@@ -633,6 +681,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--icount-shift", type=int, default=DEFAULT_ICOUNT_SHIFT, metavar="N",
                         help=f"-icount shift for guest-ipt (default {DEFAULT_ICOUNT_SHIFT})")
     parser.add_argument("--no-plot", action="store_true", help="do not draw bisect.png")
+    parser.add_argument("--fresh", action="store_true",
+                        help="measure every commit again instead of reusing cached host-ipt/guest-ipt figures")
     parser.set_defaults(func=_cmd_bisect)
 
     step = subparsers.add_parser(

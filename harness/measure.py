@@ -1,11 +1,14 @@
 """Measure the port's speed: exact instructions per token on the host, and guest figures from a run's report.
 
-Speed comparisons between commits need a figure that does not move with host load. Two are exact:
+Speed comparisons between commits need a figure that does not move with host load. Two are (nearly) exact:
 - host-ipt: instructions per token of the guest build (tiny686: gcc -m32 -march=pentium2 -O2 -static) counted by
   valgrind callgrind. Two runs that differ only in length are subtracted, so loading, CRC and setup cancel:
-  (Ir at -n LONG - Ir at -n SHORT) / (LONG - SHORT). Needs no VM.
+  (Ir at -n LONG - Ir at -n SHORT) / (LONG - SHORT). Needs no VM. Repeats agree to ~2e-5 (the port prints its
+  timer readings, and their digits vary).
 - guest-ipt: under QEMU `-icount shift=N,sleep=off` guest time advances 2^N ns per guest instruction, so the
-  port's raw timer ticks convert back to instructions: ticks * (1e9 / hz) / 2^N.
+  port's raw timer ticks convert back to instructions: ticks * (1e9 / hz) / 2^N. The count includes whatever the
+  guest kernel runs meanwhile (timer interrupts land at different points of each run), so repeats agree to ~0.1%
+  rather than exactly, and it sits within ~1% of host-ipt for the same binary.
 Wall-clock tok/s in the guest is the figure users care about but is noisy; it is computed from the same report.
 """
 
@@ -26,7 +29,12 @@ from harness.report import Report, ReportError, read_report
 
 CALLGRIND_TIMEOUT_S = 900
 HOST_BUILD = "tiny686"
-HOST_BUILD_FLAGS = "-std=c89 -m32 -march=pentium2 -O2 -static (model.c: -fexcess-precision=fast)"
+# What each build's compiler is given (the makefiles in ports/llama98 are the source of truth).
+BUILD_FLAGS: dict[str, tuple[str, str]] = {
+    "tiny686": ("gcc", "-std=c89 -m32 -march=pentium2 -O2 -static (model.c: -fexcess-precision=fast)"),
+    "win32": ("i686-w64-mingw32-gcc", "-std=c89 -march=pentium2 -O2 -static-libgcc -mconsole"),
+}
+PROFILE_BUILDS: dict[str, str] = {"win98": "win32"}  # every other profile runs the tiny686 build
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
@@ -49,11 +57,13 @@ class Workload:
         return self.long_steps - self.short_steps
 
     def port_args(self, steps: int) -> list[str]:
-        return [str(self.model), "-z", str(self.tokenizer), "-t", "0", "-n", str(steps)]
+        return [str(self.model), "-z", str(self.tokenizer), "-t", "0", "-s", "42", "-n", str(steps)]
 
 
 # Positions measured per model: late enough that attention over the context shows, short enough to be quick.
 WORKLOAD_POSITIONS: dict[str, tuple[int, int]] = {"260K": (20, 40), "15M-shape": (4, 8)}
+# Guest runs for wall-clock tok/s are longer: the figure is per token, and more tokens average the host's noise.
+WALL_STEPS: dict[str, int] = {"260K": 200, "15M-shape": 32}
 WORKLOAD_ALIASES: dict[str, str] = {"stories260K": "260K", "stories260k": "260K", "260k": "260K",
                                     "15M": "15M-shape", "15m-shape": "15M-shape"}
 
@@ -224,15 +234,17 @@ def git_commit(repo: Path) -> dict[str, object] | None:
 
 def environment(profile: str | None = None, qemu_binary: str | None = "qemu-system-i386") -> dict[str, object]:
     """Everything a figure depends on besides the port: host CPU and cores, QEMU, compiler and flags, profile."""
+    build = PROFILE_BUILDS.get(profile or "", HOST_BUILD)
+    compiler, flags = BUILD_FLAGS[build]
     return {
         "host_cpu": host_cpu(),
         "host_cores": os.cpu_count(),
         "host_os": platform.platform(),
         "qemu": _first_line([qemu_binary, "--version"]) if qemu_binary else None,
         "valgrind": _first_line(["valgrind", "--version"]),
-        "compiler": _first_line(["gcc", "--version"]),
-        "build": HOST_BUILD,
-        "cflags": HOST_BUILD_FLAGS,
+        "compiler": _first_line([compiler, "--version"]),
+        "build": build,
+        "cflags": flags,
         "profile": profile,
     }
 
@@ -265,12 +277,16 @@ class GuestRun:
 
 
 def run_in_guest(binary: Path | None, load: Workload, *, vm: str | None = None, profile: str = "auto",
-                 icount_shift: int | None = None, runs: int = 1, artifacts: Path | None = None,
-                 timeout_scale: float = 1.0, progress=None) -> list[GuestRun]:  # type: ignore[no-untyped-def]
+                 icount_shift: int | None = None, runs: int = 1, steps: int | None = None,
+                 artifacts: Path | None = None, timeout_scale: float = 1.0,
+                 progress=None) -> list[GuestRun]:  # type: ignore[no-untyped-def]
     """Boot the guest once, inject `binary` (None: build for the guest) and the workload, run it `runs` times.
 
-    Each run is greedy (-t 0) for LONG steps, so host-ipt and guest-ipt cover the same positions.
+    Each run is greedy (-t 0) for `steps` (default LONG) steps, so host-ipt and guest-ipt cover the same positions.
     """
+    steps = steps or load.long_steps
+    if steps < load.long_steps:
+        raise UsageError(f"a guest run needs at least {load.long_steps} steps for {load.name}, got {steps}")
     from harness.models import ModelChoice
     from harness.session import PortArgs, Session, SessionOptions
 
@@ -280,9 +296,9 @@ def run_in_guest(binary: Path | None, load: Workload, *, vm: str | None = None, 
     with Session(options) as session:
         injected = session.inject_model(ModelChoice(load.model, load.tokenizer, load.name))
         for _ in range(runs):
-            run = session.run_port(injected, PortArgs(temperature=0.0, steps=load.long_steps))
-            if len(run.report.tokens) < load.long_steps:
-                raise MeasureError(f"the guest run stopped after {len(run.report.tokens)} of {load.long_steps} "
+            run = session.run_port(injected, PortArgs(temperature=0.0, steps=steps))
+            if len(run.report.tokens) < load.long_steps:  # the positions guest-ipt is measured over
+                raise MeasureError(f"the guest run stopped after {len(run.report.tokens)} of {steps} "
                                    f"tokens; artifacts: {session.artifacts}")
             results.append(GuestRun(run.report, run.seconds, session.profile.name, icount_shift))
     return results

@@ -83,6 +83,11 @@ def _mode_for(history: list[CommitResult], metric: str, mode: str | None) -> str
     raise PlotError(f"no results hold {metric} (looked for modes {', '.join(METRICS[metric][1])})")
 
 
+def _models_of(result: CommitResult, mode: str) -> list[str]:
+    models = result.runs.get(mode, {}).get("models", {})
+    return list(models) if isinstance(models, dict) else []
+
+
 def plot_history(history: list[CommitResult], out: Path, metric: str = "tok_s", mode: str | None = None) -> Path:
     """Plot `metric` per commit for every model found in a results history."""
     if metric not in METRICS:
@@ -90,7 +95,7 @@ def plot_history(history: list[CommitResult], out: Path, metric: str = "tok_s", 
     if not history:
         raise PlotError("the results directory holds no results")
     chosen = _mode_for(history, metric, mode)
-    models = sorted({name for r in history for name in r.runs.get(chosen, {}).get("models", {})})
+    models = sorted({name for r in history for name in _models_of(r, chosen)})
     labels = [r.sha[:7] for r in history]
     series = {m: [value_of(r.metric(chosen, m, metric)) for r in history] for m in models}
     ranges = {m: [range_of(r.metric(chosen, m, metric)) for r in history] for m in models}

@@ -23,7 +23,7 @@ import re
 import statistics
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -83,7 +83,7 @@ class CommitResult:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def result_path(results_dir: Path, sha: str) -> Path:
@@ -106,14 +106,20 @@ def read_result(path: Path) -> CommitResult:
 
 def _atomic_write_json(path: Path, data: dict[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False) as handle:
+        staging = Path(handle.name)
+        try:
             json.dump(data, handle, indent=1, sort_keys=True)
             handle.write("\n")
-        os.replace(handle.name, path)
+        except BaseException:
+            handle.close()
+            staging.unlink(missing_ok=True)
+            raise
+    try:
+        os.replace(staging, path)
     finally:
-        Path(handle.name).unlink(missing_ok=True)
+        staging.unlink(missing_ok=True)
 
 
 def record_run(results_dir: Path, commit: dict[str, object], mode: str, environment: dict[str, object],

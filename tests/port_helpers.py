@@ -116,4 +116,10 @@ def asan_bin() -> Path:
 
 @pytest.fixture(scope="session")
 def win32_exe() -> Path:
+    """The Win32 build under test: $LLAMA98_WINE_LLAMA98_EXE (e.g. the nightly OpenWatcom build) or MinGW's."""
+    prebuilt = os.environ.get("LLAMA98_WINE_LLAMA98_EXE")
+    if prebuilt:
+        path = Path(prebuilt)
+        assert path.is_file(), f"LLAMA98_WINE_LLAMA98_EXE={prebuilt} does not exist"
+        return path
     return built("win32")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bisect import BisectError, bisect, max_steps, parse_threshold, slower_by
+from harness.bisect import BisectError, bisect, max_steps, parse_threshold, slower_by, tok_s_decision
 from harness.errors import UsageError
 from harness.paths import project_root
 from tests.port_helpers import fixture, fixture_dir
@@ -46,6 +46,12 @@ SLOW_CODE = """
     }
 """
 BROKEN_LINE = "static int broken_on_purpose = ;\n"
+
+
+# The CLI as a terminal runs it: Ctrl-C raises KeyboardInterrupt even if pytest was started with SIGINT ignored
+# (as background jobs of a non-interactive shell are), which the child would otherwise inherit.
+CLI_TAKING_SIGINT = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                     "from harness.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 @dataclass
@@ -76,7 +82,7 @@ def _commit(repo: Path, message: str) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def make_port_repo(root: Path, harmless: int = 18, slow_at: int = 11, broken_at: int = 5) -> PortRepo:
+def make_port_repo(root: Path, harmless: int = 18, slow_at: int = 12, broken_at: int = 11) -> PortRepo:
     """A repository whose first commit is the port as it is now, then `harmless` + 3 commits:
     harmless edits (README lines, comments), the slow commit after harmless edit `slow_at`, and a commit that does
     not compile (fixed by the next one) after harmless edit `broken_at`."""
@@ -166,13 +172,31 @@ def test_bisect_names_the_slow_commit_and_leaves_the_repo_untouched(port_repo: P
     assert outcome.plot_path is not None and outcome.plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.vm
+def test_bisect_with_guest_ipt_in_the_guest(request: pytest.FixtureRequest, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bisection measured inside the guest under QEMU -icount (guest instructions per token)."""
+    fixture("stories260K.bin")
+    monkeypatch.setenv("LLAMA98_FIXTURE_DIR", str(fixture_dir()))  # the cache (guest image) stays shared
+    repo = make_port_repo(tmp_path)
+    before = repo_snapshot(repo.path)
+    outcome = bisect(repo.path, repo.good, "main", metric="guest-ipt", vm=request.config.getoption("--vm"),
+                     out_dir=tmp_path / "run", use_cache=False)
+    assert repo_snapshot(repo.path) == before
+    assert outcome.culprit == repo.slow
+    assert [r.verdict for r in outcome.measurements if r.sha == repo.broken] == ["skip"]
+    assert slower_by("guest-ipt", outcome.parent_measurement.value, outcome.culprit_measurement.value) >= 0.20
+    assert len(outcome.measured) <= math.floor(math.log2(repo.candidates)) + 2
+    assert not any(r.cached for r in outcome.measured)
+
+
 def test_bisect_cli_prints_culprit_table_and_uses_the_cache(port_repo: PortRepo, tmp_path: Path) -> None:
     """The command line end to end; a second run reads every measurement from the cache."""
     before = repo_snapshot(port_repo.path)
     command = [sys.executable, "-m", "harness.cli", "bisect", "--good", port_repo.good, "--bad", "main",
                "--threshold", "10%", "--repo", str(port_repo.path)]
     first = subprocess.run([*command, "--out", str(tmp_path / "one")], capture_output=True, text=True,
-                           timeout=600, cwd=project_root())
+                           timeout=600, cwd=project_root(), check=False)
     assert first.returncode == 0, first.stderr
     assert repo_snapshot(port_repo.path) == before
     out = first.stdout
@@ -184,7 +208,7 @@ def test_bisect_cli_prints_culprit_table_and_uses_the_cache(port_repo: PortRepo,
     assert f"plot: {tmp_path / 'one' / 'bisect.png'}" in out
 
     second = subprocess.run([*command, "--out", str(tmp_path / "two")], capture_output=True, text=True,
-                            timeout=600, cwd=project_root())
+                            timeout=600, cwd=project_root(), check=False)
     assert second.returncode == 0, second.stderr
     taken = re.search(r"measurements: (\d+) \((\d+) from cache\)", second.stdout)
     assert taken and taken.group(1) == taken.group(2), second.stdout
@@ -198,7 +222,7 @@ def test_ctrl_c_stops_everything_and_leaves_the_repo_untouched(port_repo: PortRe
     out_dir = tmp_path / "run"
     env = {**os.environ, "TMPDIR": str(run_tmp)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "bisect", "--good", port_repo.good, "--bad", "main", "--repo",
+        [sys.executable, "-c", CLI_TAKING_SIGINT, "bisect", "--good", port_repo.good, "--bad", "main", "--repo",
          str(port_repo.path), "--out", str(out_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=project_root())
     seen = ""
@@ -233,9 +257,11 @@ def _cmdline(pid: int) -> str:
 
 
 def test_bad_that_is_not_slower_is_reported(port_repo: PortRepo, tmp_path: Path) -> None:
+    before = repo_snapshot(port_repo.path)
     before_slow = port_repo.commits[port_repo.commits.index(port_repo.slow) - 1]
-    with pytest.raises(BisectError, match="is not slower than --good by more than 5%: nothing to bisect"):
+    with pytest.raises(BisectError, match=r"is not slower than --good by more than 5% \(.*\): nothing to bisect"):
         bisect(port_repo.path, port_repo.good, before_slow, out_dir=tmp_path / "run", plot=False)
+    assert repo_snapshot(port_repo.path) == before
 
 
 def test_bad_input_is_one_line_usage_error(port_repo: PortRepo, tmp_path: Path) -> None:
@@ -246,7 +272,8 @@ def test_bad_input_is_one_line_usage_error(port_repo: PortRepo, tmp_path: Path) 
     with pytest.raises(UsageError, match="not inside a git repository"):
         bisect(tmp_path, "a", "b", out_dir=tmp_path / "c")
     result = subprocess.run([sys.executable, "-m", "harness.cli", "bisect", "--good", "nope", "--bad", "main",
-                             "--repo", str(port_repo.path)], capture_output=True, text=True, timeout=60)
+                             "--repo", str(port_repo.path)], capture_output=True, text=True, timeout=60,
+                            check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"llama98-harness: error: --good 'nope' is not a commit in {port_repo.path}"]
@@ -258,3 +285,10 @@ def test_threshold_parsing_and_step_budget() -> None:
     assert max_steps(20, 0) == 1 + 5 and max_steps(20, 1) == 7
     assert slower_by("tok_s", 10.0, 8.0) == pytest.approx(0.25)
     assert slower_by("host-ipt", 100.0, 125.0) == pytest.approx(0.25)
+
+
+def test_tok_s_decision_waits_until_the_range_is_clear_of_the_threshold() -> None:
+    good = [30.0, 32.0, 31.0]  # median 31; with 20%: the line is 31 / 1.2 = 25.83
+    assert tok_s_decision(good, [18.0, 19.5, 18.7], 0.20) == "bad"
+    assert tok_s_decision(good, [29.0, 33.0, 26.0], 0.20) == "good"
+    assert tok_s_decision(good, [24.0, 27.0, 26.0], 0.20) is None  # straddles the line: sample again
