@@ -19,9 +19,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.oracle.cli",
     "harness.run_command",
     "harness.guest_image",
+    "harness.bench",
     "harness.bisect",
     "harness.plot",
     "harness.audit",
+    "harness.prepare_image",
 )
 
 

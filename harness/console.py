@@ -15,12 +15,11 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 import pexpect
 import pexpect.fdpexpect
@@ -63,15 +62,21 @@ def clean_output(text: str) -> str:
     return text.replace("\r", "")
 
 
+class SerialEnd(Protocol):
+    """What the Console reads and writes: anything with a file descriptor (QEMU's serial socket, a pty master)."""
+
+    def fileno(self) -> int: ...
+
+
 class Console:
-    """Sentinel-framed command execution over a connected serial socket.
+    """Sentinel-framed command execution over a connected serial socket (or a pty master, as in the Wine lane).
 
     `screendump` is called (with a reason) when a wait times out; it should return a PNG path or None. The
     transcript file receives every byte read from the guest, decoded with the profile's encoding, and every line
     sent to it.
     """
 
-    def __init__(self, serial: socket.socket, spec: ConsoleSpec, transcript: Path,
+    def __init__(self, serial: SerialEnd, spec: ConsoleSpec, transcript: Path,
                  screendump: Callable[[str], Path | None] | None = None, artifacts: str | Path | None = None) -> None:
         self.spec = spec
         self.transcript = transcript

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.artifacts import ArtifactDir
-from harness.console import CommandResult, Console, ConsoleError
+from harness.console import CommandResult, Console, ConsoleError, ConsoleTimeout
 from harness.errors import HarnessError
 from harness.ftp import FileServer, ServedFile, ascii_mangled_digests
 from harness.profile import GuestProfile
@@ -100,13 +100,29 @@ class Guest:
         if self.machine.loaded_snapshot:
             self.console.sync(timeout or 30.0)
         else:
-            self.console.wait_for_banner(timeout)
+            self._wait_for_banner(timeout)
             self.console.setup()
             before_save = time.monotonic()
             saved = self.machine.save_snapshot()
             snapshot_seconds = time.monotonic() - before_save if saved else 0.0
         self.set_clock()
         return ReadyInfo(time.monotonic() - self._started, self.machine.loaded_snapshot, saved, snapshot_seconds)
+
+    def _wait_for_banner(self, timeout: float | None) -> None:
+        """Wait for the banner; with the profile's logon keys, press them once if it is late, then keep waiting."""
+        spec = self.profile.console
+        limit = timeout if timeout is not None else spec.boot_timeout
+        if not spec.logon_keys or spec.logon_keys_after >= limit:
+            self.console.wait_for_banner(limit)
+            return
+        start = time.monotonic()
+        try:
+            self.console.wait_for_banner(spec.logon_keys_after)
+            return
+        except ConsoleTimeout:
+            pass  # its screendump shows what was on the screen before the keys
+        self.machine.send_keys(spec.logon_keys)
+        self.console.wait_for_banner(max(limit - (time.monotonic() - start), 1.0))
 
     def set_clock(self, epoch: int | None = None) -> None:
         """Set the guest's clock to the host's (UTC seconds)."""

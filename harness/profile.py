@@ -56,6 +56,10 @@ class ConsoleSpec:
     sentinel_pattern: str
     clock_command: str
     shutdown_command: str
+    # Optional: QEMU key presses (QMP send-key combos such as "ret" or "alt-f4") sent once when the banner has not
+    # appeared `logon_keys_after` seconds into a cold boot, e.g. to dismiss Windows 98's logon dialog.
+    logon_keys: tuple[str, ...] = ()
+    logon_keys_after: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -260,7 +264,14 @@ def _parse(document: Any, path: Path, digest: str) -> GuestProfile:
         sentinel_pattern=sentinel,
         clock_command=console.template("clock_command", ("epoch",)),
         shutdown_command=console.string("shutdown_command"),
+        logon_keys=console.strings("logon_keys") if "logon_keys" in console.data else (),
+        logon_keys_after=console.number("logon_keys_after") if "logon_keys_after" in console.data else 0.0,
     )
+    for combo in console_spec.logon_keys:
+        if not re.fullmatch(r"[a-z0-9_]+(-[a-z0-9_]+)*", combo):
+            console.fail("console.logon_keys", f"must hold QEMU key names like 'ret' or 'alt-f4' (got {combo!r})")
+    if console_spec.logon_keys and not 0 < console_spec.logon_keys_after < console_spec.boot_timeout:
+        console.fail("console.logon_keys_after", "must be a number of seconds below console.boot_timeout")
     try:
         "".encode(console_spec.encoding)
     except LookupError:

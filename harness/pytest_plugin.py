@@ -82,7 +82,9 @@ def _looks_like_win98(config: pytest.Config, image: Path) -> bool:
     """Whether --vm names a Windows 98 image (explicit --vm-profile wins over detection)."""
     profile = str(config.getoption("--vm-profile"))
     if profile != "auto":
-        return profile == "win98"
+        from harness.profile import load_profile
+
+        return load_profile(profile).console.kind == "agent98"  # "win98" or a custom copy of it
     from harness.image_detect import detect_profile
 
     return detect_profile(image) == "win98"

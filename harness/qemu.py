@@ -238,7 +238,7 @@ class QmpLink:
         """Execute a QMP command and return its value; raises QemuError on failure or timeout."""
         try:
             return self._call(self._client.execute(command, arguments), timeout)
-        except (QMPError, OSError, EOFError, TimeoutError, asyncio.TimeoutError) as error:
+        except (QMPError, OSError, EOFError, TimeoutError) as error:
             raise QemuError(f"QMP command {command} failed: {type(error).__name__}: {error}") from None
 
     def hmp(self, command_line: str, timeout: float = 15.0) -> str:
@@ -589,6 +589,13 @@ class Machine:
     def hmp(self, command_line: str, timeout: float = 15.0) -> str:
         """Execute a human-monitor command through QMP and return its output."""
         return str(self.qmp("human-monitor-command", {"command-line": command_line}, timeout))
+
+    def send_keys(self, combos: Sequence[str], pause: float = 0.3) -> None:
+        """Press key combinations on the guest's keyboard (QMP send-key; "ret", "alt-f4", "ctrl-alt-delete")."""
+        for combo in combos:
+            keys = [{"type": "qcode", "data": name} for name in combo.split("-")]
+            self.qmp("send-key", {"keys": keys})
+            time.sleep(pause)
 
     def pause(self) -> None:
         """Freeze the guest's CPUs (QMP stop)."""

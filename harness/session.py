@@ -252,6 +252,9 @@ class Session:
         command = " ".join(quote_argument(self.profile, part) for part in argv)
         limit = timeout or run_timeout(injected.choice, args.steps, self.options.timeout_scale)
         self._say(f"running llama98 in the guest ({args.steps} steps, timeout {limit:.0f} s)")
+        if self.profile.console.kind == "agent98":
+            # agent98 kills a program after its own per-command timeout (3600 s by default): align it with ours.
+            guest.run_checked(f"!timeout {int(limit) + 60}", 20)
         result = guest.run(command, limit)
         raw = result.output.encode(self.profile.console.encoding, errors="surrogateescape")
         raw = raw if raw.endswith(b"\n") else raw + b"\n"

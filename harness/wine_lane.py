@@ -247,7 +247,7 @@ def wine_agent(agent_exe: Path, artifacts: ArtifactDir, work_dir: Path | None = 
             artifacts.file("agent98-command.txt").write_text(" ".join(command) + "\n")
             process = subprocess.Popen(command, env=wine_env(chosen_prefix), stdin=subprocess.DEVNULL,
                                        stdout=log_handle, stderr=subprocess.STDOUT, start_new_session=True)
-            console = Console(_PtyMaster(master), console_spec, artifacts.serial_transcript,  # type: ignore[arg-type]
+            console = Console(_PtyMaster(master), console_spec, artifacts.serial_transcript,
                               artifacts=artifacts.path)
             start = time.monotonic()
             try:

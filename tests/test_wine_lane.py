@@ -20,8 +20,8 @@ from harness.console import Console
 from harness.oracle import generate_text
 from harness.oracle.verify import verify
 from harness.port_build import PortBuildError, build_port
-from harness.report import parse_report
-from harness.wine_lane import WineAgent, live_agent_pids, wine_agent, wine_available, windows_path
+from harness.report import parse_report, split_stdout
+from harness.wine_lane import WineAgent, live_agent_pids, windows_path, wine_agent, wine_available
 from tests.port_helpers import WINE_MISSING, fixture
 
 pytestmark = pytest.mark.wine
@@ -47,7 +47,12 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WineAgent]:
     with wine_agent(_build("agent98"), artifacts) as running:
         running.console.sync(30)
         yield running
-    assert running.process.poll() is not None, "agent98 outlived its Wine lane"
+        # `!exit` answers, then ends the agent by itself (checked here: a second agent on this worker's prefix
+        # would have to wait for this one's lock).
+        running.console.send_line("@bye1 !exit")
+        running.console.expect(re.compile(r"@@END-bye1-0@@"), 20, "the answer to !exit")
+        assert running.process.wait(timeout=30) == 0, "agent98 did not exit with code 0 after !exit"
+    assert "agent98: exiting" in running.agent_log.read_text(errors="replace")
     assert not live_agent_pids(running.prefix), "a Wine process of the lane's prefix outlived it"
 
 
@@ -121,7 +126,7 @@ def test_bad_lines_get_a_usage_answer(console: Console) -> None:
     console.send_line("@bad!id echo x")
     console.expect(re.compile(r"@@END-0-2@@"), 10, "the answer to a malformed command id")
     console.send_line("@longline echo " + "x" * 3000)
-    console.expect(re.compile(r"command line too long.*?@@END-0-2@@", re.S), 10, "the answer to a too-long line")
+    console.expect(re.compile(r"command line too long.*?@@END-0-2@@", re.DOTALL), 10, "the answer to a too-long line")
     assert console.run("echo still here", 10).output == "still here"
 
 
@@ -183,13 +188,46 @@ def test_llama98_exe_runs_through_agent98_and_the_oracle_agrees(run: str, consol
     assert parse_report(typed.output + "\n").model.crc32 == int(crc, 16)
 
 
-def test_exit_ends_the_agent(tmp_path: Path) -> None:
-    if not wine_available():
-        pytest.skip(WINE_MISSING)
-    artifacts = ArtifactDir(tmp_path / "artifacts")
-    with wine_agent(_build("agent98"), artifacts) as running:
-        running.console.sync(30)
-        running.console.send_line("@bye1 !exit")
-        running.console.expect(re.compile(r"@@END-bye1-0@@"), 20, "the answer to !exit")
-        assert running.process.wait(timeout=30) == 0
-    assert "agent98: exiting" in running.agent_log.read_text(errors="replace")
+CONFORMANCE_SCRIPT = [
+    "echo hi  there", "echo", "!ver", "!crc32 BLOB.BIN", "!crc32 NONE.BIN", "!crc32",
+    "!append OUT.TXT hello world", "!append OUT.TXT second line", "!type OUT.TXT", "!delete OUT.TXT",
+    "!delete OUT.TXT", "!type OUT.TXT", "!mkdir SUB", "!mkdir SUB", "!mkdir NOPE\\SUB", "!delete", "!frob x",
+    "!timeout 0", "!timeout 99", "nosuch98.exe", "!append NOPE\\X.TXT y",
+]
+
+
+def test_the_scripted_windows98_stand_in_answers_like_the_real_agent(console: Console, tmp_path: Path) -> None:
+    """tests/fake_agent98.py (the stand-in the win98 profile tests use) against agent98.exe: same bytes back."""
+    from harness.profile import load_profile
+    from tests.fake_agent98 import FakeWin98Machine
+
+    blob = bytes(range(256)) * 40
+    real_dir, fake_root = tmp_path / "real", tmp_path / "fake"
+    real_dir.mkdir()
+    (fake_root / "C").mkdir(parents=True)
+    for folder in (real_dir, fake_root / "C"):
+        (folder / "BLOB.BIN").write_bytes(blob)
+    console.run(f"cd {windows_path(real_dir)}", 10)
+    profile = load_profile("win98")
+    machine = FakeWin98Machine(profile, fake_root, Path("/bin/false"))
+    fake = Console(machine.serial_socket, profile.console, tmp_path / "fake-serial.log")
+    try:
+        fake.wait_for_banner(20)
+        for command in CONFORMANCE_SCRIPT:
+            real_result, fake_result = console.run(command, 30), fake.run(command, 30)
+            assert (fake_result.output, fake_result.exit_code) == (real_result.output, real_result.exit_code), \
+                command
+    finally:
+        fake.close()
+        machine.close()
+
+
+def test_report_to_stdout_comes_after_the_tok_s_line_as_the_session_expects(console: Console) -> None:
+    model, tokenizer = fixture("stories260K.bin"), fixture("tok512.bin")
+    result = console.run(f"{windows_path(_build('llama98'))} {windows_path(model)} -z {windows_path(tokenizer)} "
+                         f"-t 0 -n 40 -r -", 120)
+    raw = result.output.encode("cp437") + b"\n"
+    assert result.exit_code == 0
+    assert raw.index(b"achieved tok/s: ") < raw.index(b"llama98 report 1")
+    _, report = split_stdout(raw)
+    assert report.done is not None and len(report.tokens) == 40

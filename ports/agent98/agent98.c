@@ -41,6 +41,7 @@
 #define ID_SIZE 40
 #define PIPE_CHUNK 4096
 #define IDLE_SLEEP_MS 5
+#define DRAIN_MS 2000UL /* output still accepted after the program ended */
 #define CTRL_C 0x03
 #define SETTIME_SLACK_100NS 20000000UL /* 2 s: closer clocks are left alone */
 
@@ -210,9 +211,12 @@ static int open_port(void)
     COMMTIMEOUTS timeouts;
     char device[80];
 
-    /* "\\.\COMn" also reaches COM10 and above; Windows 98 accepts both. */
-    if (strlen(g_port_name) < 5 && (g_port_name[0] == 'C' || g_port_name[0] == 'c')) {
-        sprintf(device, "\\\\.\\%s", g_port_name);
+    /* COM1..COM9 by their plain names, which every Windows opens; on
+     * Windows 95/98 a "\\.\" name would be taken for a VxD. COM10 and
+     * above exist only on NT, as "\\.\COM10". */
+    if (strlen(g_port_name) > 4 && strncmp(g_port_name, "\\\\", 2) != 0
+        && (g_port_name[0] == 'C' || g_port_name[0] == 'c')) {
+        sprintf(device, "\\\\.\\%.60s", g_port_name);
     } else {
         sprintf(device, "%.70s", g_port_name);
     }
@@ -688,6 +692,7 @@ static long run_program(char *command_line)
     long code;
     int finished = 0;
     int quiet_rounds = 0;
+    DWORD finished_at = 0;
 
     inherit.nLength = sizeof inherit;
     inherit.lpSecurityDescriptor = NULL;
@@ -739,14 +744,16 @@ static long run_program(char *command_line)
         DWORD arrived = poll_port(1);
         if (!finished && WaitForSingleObject(process.hProcess, 0) == WAIT_OBJECT_0) {
             finished = 1;
+            finished_at = GetTickCount();
         }
         if (finished) {
-            /* The process is gone: take what it left in the pipe, then stop
-             * (a grandchild may hold the pipe open; we do not wait for it). */
+            /* The process is gone: take what it left in the pipe, then stop.
+             * A grandchild may hold the pipe open (and keep writing); it gets
+             * at most DRAIN_MS more, we do not wait for it to end. */
             if (moved <= 0) {
                 quiet_rounds++;
             }
-            if (moved < 0 || quiet_rounds >= 3) {
+            if (moved < 0 || quiet_rounds >= 3 || (DWORD)(GetTickCount() - finished_at) > DRAIN_MS) {
                 break;
             }
             continue;
@@ -756,6 +763,7 @@ static long run_program(char *command_line)
             WaitForSingleObject(process.hProcess, 5000);
             code = CODE_INTERRUPTED;
             finished = 1;
+            finished_at = GetTickCount();
             continue;
         }
         if ((DWORD)(GetTickCount() - started) >= g_timeout_ms) {
@@ -763,6 +771,7 @@ static long run_program(char *command_line)
             WaitForSingleObject(process.hProcess, 5000);
             code = CODE_TIMED_OUT;
             finished = 1;
+            finished_at = GetTickCount();
             continue;
         }
         if (moved <= 0 && arrived == 0) {

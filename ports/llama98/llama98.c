@@ -294,6 +294,8 @@ int main(int argc, char **argv)
             ticks = 1.0; /* a clock too coarse for the run: avoid 1/0 */
         }
         fprintf(stderr, "achieved tok/s: %f\n", (pos - 1) * u64_to_double(&hz) / ticks);
+        /* msvcrt buffers stderr when it is a pipe (agent98): flush so the line precedes a -r - report */
+        fflush(stderr);
     }
 
     if (report_to_stdout) {

@@ -1,0 +1,35 @@
+# watcom.mk - build agent98.exe (Win32 console, Windows 95/98/NT 4.0 and
+# later) with OpenWatcom's wmake and wcl386, for the nightly CI job.
+#
+#   wmake -f ports\agent98\watcom.mk SRC=ports\agent98
+#
+# The object and agent98.exe go to the current directory; the source is read
+# from SRC.  Written from the OpenWatcom documentation (not runnable on the
+# machines this was written on):
+#   -bt=nt        build target Win32 (links with system nt)
+#   -wx -we       all warnings, treated as errors
+#   -6r           Pentium Pro/II code, register calling convention
+#   -ox -s        full optimisation, no stack-overflow checks
+#   runtime console=4.0   PE subsystem version 4.0 (Windows 98 refuses newer)
+# agent98.c includes <windows.h>, which needs the Watcom extensions, so it is
+# built without -za (ANSI only; the MinGW build enforces C89 with gcc's
+# -std=c89 -pedantic-errors).  The program imports only KERNEL32.DLL (the
+# Watcom C runtime is linked statically); USER32's ExitWindowsEx is looked up
+# at run time.
+
+SRC = .
+CC = wcl386
+WARN = -wx -we -zq
+TARGET = -bt=nt -6r -ox -s
+CFLAGS = $(TARGET) $(WARN) -i=$(SRC)
+
+all: agent98.exe .SYMBOLIC
+
+agent98.exe: agent98.obj
+	wlink option quiet system nt runtime console=4.0 name $@ file { agent98.obj }
+
+agent98.obj: $(SRC)/agent98.c
+	$(CC) -c $(CFLAGS) -fo=$@ $[@
+
+clean: .SYMBOLIC
+	rm -f *.obj agent98.exe
