@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.oracle.checkpoint import ModelConfig
 from harness.paths import cache_dir
 
 V1_MAGIC = 0x616B3432
@@ -37,16 +38,10 @@ class ModelGenError(HarnessError):
 
 
 @dataclass(frozen=True)
-class ModelShape:
-    """The seven llama2.c header fields plus whether the classifier is the embedding."""
+class ModelShape(ModelConfig):
+    """A checkpoint's header fields (the oracle's ModelConfig) for a model to generate; shared classifier by
+    default."""
 
-    dim: int
-    hidden_dim: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    vocab_size: int
-    seq_len: int
     shared_classifier: bool = True
 
     def check(self) -> None:
@@ -56,14 +51,6 @@ class ModelShape:
             raise ModelGenError(f"dim/heads/kv_heads do not divide into even head sizes: {self}")
         if self.vocab_size < MIN_VOCAB:
             raise ModelGenError(f"vocab_size {self.vocab_size} < {MIN_VOCAB} (specials + 256 bytes + ' ')")
-
-    @property
-    def head_size(self) -> int:
-        return self.dim // self.n_heads
-
-    @property
-    def kv_dim(self) -> int:
-        return self.dim * self.n_kv_heads // self.n_heads
 
     def slug(self) -> str:
         """A file-name-safe identity of the shape (two names for one shape share a cached file)."""
