@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.hashing import file_sha256 as sha256_file
 from harness.host_tools import GuestBuildError, Log, run_tool
 from harness.paths import cache_dir
 
@@ -173,10 +174,3 @@ def unpack_deb(deb: Path, destination: Path) -> Path:
     return destination
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in blocks: how downloads are checked against the apt lists."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -21,6 +21,7 @@ import requests
 import yaml
 
 from harness.errors import HarnessError
+from harness.hashing import file_sha256
 from harness.paths import cache_dir, project_root
 
 FIXTURE_DIR_ENV = "LLAMA98_FIXTURE_DIR"
@@ -77,11 +78,7 @@ def sha256_of(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _verified:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        _verified[key] = digest.hexdigest()
+        _verified[key] = file_sha256(path)
     return _verified[key]
 
 

@@ -7,7 +7,6 @@ to run the test, and the terminal summary lists every skip with its reason, so n
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -111,14 +110,6 @@ def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @pytest.fixture(scope="session")
 def vm_options(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> SessionOptions:
     """SessionOptions from the command line; skips the test when no --vm was given."""
@@ -152,10 +143,11 @@ def vm_image(vm_options: SessionOptions) -> tuple[str, Path]:
 @pytest.fixture(scope="session")
 def vm_session(vm_options: SessionOptions, vm_image: tuple[str, Path]) -> Iterator[Session]:
     """One booted guest per worker, llama98 injected, its clean state saved; the image is checked untouched."""
+    from harness.hashing import file_sha256
     from harness.session import Session
 
     image = vm_image[1]
-    before = _sha256(image)
+    before = file_sha256(image)
     session = Session(vm_options)
     try:
         session.start()
@@ -163,7 +155,7 @@ def vm_session(vm_options: SessionOptions, vm_image: tuple[str, Path]) -> Iterat
         yield session
     finally:
         session.close()
-        after = _sha256(image)
+        after = file_sha256(image)
         assert after == before, f"the guest image {image} was modified during the test session"
 
 

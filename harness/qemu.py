@@ -41,6 +41,7 @@ from qemu.qmp import QMPClient, QMPError
 
 from harness.artifacts import ArtifactDir
 from harness.errors import HarnessError
+from harness.hashing import file_sha256
 from harness.paths import cache_dir
 from harness.profile import GuestProfile
 
@@ -200,13 +201,6 @@ class DiskImage:
         return digest
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 hex digest of a file, streamed."""
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            hasher.update(chunk)
-    return hasher.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import re
 import shlex
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
