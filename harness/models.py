@@ -13,6 +13,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.fixtures import FixtureError, resolve
 from harness.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
+from harness.oracle.checkpoint import load_checkpoint
 
 # name -> (checkpoint fixture, tokenizer fixture, shape of the generated stand-in)
 REAL_MODELS: dict[str, tuple[str, str, str]] = {
@@ -53,9 +54,49 @@ def _vocab_of(checkpoint: Path) -> int:
     return abs(int.from_bytes(header[20:24], "little", signed=True))
 
 
+def tokenizer_entries(path: Path) -> int:
+    """How many tokens a llama2.c tokenizer file holds (it has no count field: walk it to its end)."""
+    data = path.read_bytes()
+    offset, count = 4, 0
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset + 4: offset + 8], "little", signed=True)
+        if length < 0 or offset + 8 + length > len(data):
+            break
+        offset += 8 + length
+        count += 1
+    if offset != len(data):
+        raise ModelChoiceError(f"tokenizer {path} is truncated or damaged after {count} tokens")
+    return count
+
+
+def check_pair(choice: ModelChoice) -> ModelChoice:
+    """Refuse, before any guest boots, a damaged checkpoint or a tokenizer that belongs to another model.
+
+    llama2.c (and so the port) reads only the first vocab_size tokens of a larger tokenizer and prints garbage
+    without complaint; the harness knows better and says so in one line.
+    """
+    try:
+        config = load_checkpoint(choice.checkpoint).config
+    except HarnessError as error:
+        raise ModelChoiceError(str(error)) from None
+    entries = tokenizer_entries(choice.tokenizer)
+    if entries != config.vocab_size:
+        raise ModelChoiceError(
+            f"wrong tokenizer: {choice.tokenizer} holds {entries} tokens but {choice.checkpoint.name} has a "
+            f"vocabulary of {config.vocab_size}; pass the model's own tokenizer with --tokenizer")
+    return choice
+
+
 def choose_model(model: str | None = None, tokenizer: str | None = None,
                  allow_download: bool = True) -> ModelChoice:
-    """Resolve `--model NAME|PATH` and `--tokenizer PATH` into files (see the module docstring)."""
+    """Resolve `--model NAME|PATH` and `--tokenizer PATH` into checked files (see the module docstring)."""
+    choice = _resolve_model(model, tokenizer, allow_download)
+    if not choice.tokenizer.is_file():
+        raise ModelChoiceError(f"tokenizer not found: {choice.tokenizer}")
+    return check_pair(choice)
+
+
+def _resolve_model(model: str | None, tokenizer: str | None, allow_download: bool) -> ModelChoice:
     name = model or DEFAULT_MODEL
     if name in REAL_MODELS:
         checkpoint_name, tokenizer_name, shape_name = REAL_MODELS[name]
@@ -85,6 +126,4 @@ def choose_model(model: str | None = None, tokenizer: str | None = None,
         known = ", ".join([*REAL_MODELS, *SHAPES])
         raise ModelChoiceError(f"model {name!r} is neither a file nor a known name ({known})")
     token_file = Path(tokenizer) if tokenizer else _tokenizer_for_vocab(_vocab_of(path), allow_download)
-    if not token_file.is_file():
-        raise ModelChoiceError(f"tokenizer not found: {token_file}")
     return ModelChoice(path, token_file, f"{path.name} ({path})")
