@@ -46,16 +46,12 @@ def first_difference(left: bytes, right: bytes) -> int | None:
 
 
 def text_of_report(oracle: Oracle, report: Report) -> bytes:
-    """The bytes the port must have printed for the ids in its report (stop at BOS, final newline)."""
-    out = bytearray()
-    previous = report.prompt_ids[0] if report.prompt_ids else BOS_ID
-    for token in report.token_ids:
-        if token == BOS_ID:
-            break
-        out += oracle.tokenizer.decode(previous, token)
-        previous = token
-    return bytes(out) + b"\n"
-
+    """The bytes the port must have printed for the ids in its report (up to a BOS, then the final newline)."""
+    ids = report.token_ids
+    if BOS_ID in ids:
+        ids = ids[: ids.index(BOS_ID)]
+    first = report.prompt_ids[0] if report.prompt_ids else BOS_ID
+    return oracle.tokenizer.decode_sequence(ids, first_prev=first) + b"\n"
 
 def _around(data: bytes, index: int) -> str:
     return data[max(0, index - 20): index + 20].decode("utf-8", errors="replace")

@@ -138,16 +138,19 @@ class Console:
         assert isinstance(match, re.Match)
         return match
 
-    def drain(self, quiet: float = 0.3) -> str:
-        """Read and return whatever arrives until the line is quiet for `quiet` seconds (used before syncing)."""
+    def drain(self, quiet: float = 0.3, limit: float = 5.0) -> str:
+        """Read and return whatever arrives until the line is quiet for `quiet` seconds (used before syncing),
+        for at most `limit` seconds: a guest that never stops printing must not hang the harness here."""
         chunks = []
-        while True:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
             try:
                 chunks.append(self._child.read_nonblocking(65536, timeout=quiet))
             except pexpect.TIMEOUT:
                 return "".join(chunks)
             except pexpect.EOF:
                 return "".join(chunks)
+        return "".join(chunks)
 
     # -- readiness ----------------------------------------------------------------------------------------------
 

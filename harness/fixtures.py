@@ -116,7 +116,7 @@ def resolve(
     if cached.is_file():
         if _matches(cached, entry) is None:
             return cached
-        cached.unlink()  # a damaged cache copy is worthless; fetch it again below if allowed
+        cached.unlink(missing_ok=True)  # a damaged cache copy is worthless; fetch it again below if allowed
     if not allow_download:
         where = f"${FIXTURE_DIR_ENV} ({fixture_dir})" if fixture_dir else f"${FIXTURE_DIR_ENV} (unset)"
         raise FixtureError(f"fixture {name} is not in {where} or the cache {cached.parent}, and downloads are off")

@@ -322,6 +322,7 @@ class FileServer:
             raise FtpError(f"invalid served file name {target_name!r}")
         target = self.jail / target_name
         try:
+            target.unlink(missing_ok=True)  # a previous copy is read-only: replace it, do not write through it
             shutil.copyfile(source_path, target)
         except OSError as error:
             raise FtpError(f"cannot serve {source_path}: {error.strerror}") from None

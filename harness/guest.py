@@ -19,7 +19,7 @@ from harness.console import CommandResult, Console, ConsoleError, ConsoleTimeout
 from harness.errors import HarnessError
 from harness.ftp import FileServer, ServedFile, ascii_mangled_digests
 from harness.profile import GuestProfile
-from harness.qemu import Machine, MachineOptions
+from harness.qemu import Machine, MachineOptions, QemuError
 
 MIN_TRANSFER_RATE = 256 * 1024  # bytes/s assumed when sizing a fetch timeout (generous: targets are 25 MB/s)
 
@@ -103,7 +103,13 @@ class Guest:
             self._wait_for_banner(timeout)
             self.console.setup()
             before_save = time.monotonic()
-            saved = self.machine.save_snapshot()
+            try:
+                saved = self.machine.save_snapshot()
+            except (QemuError, OSError) as error:
+                # The snapshot only saves later runs a boot; failing to cache it (disk full...) must not fail this
+                # run. The reason is kept with the artifacts.
+                (self.artifacts.path / "snapshot-not-saved.txt").write_text(f"{error}\n", encoding="utf-8")
+                saved = None
             snapshot_seconds = time.monotonic() - before_save if saved else 0.0
         self.set_clock()
         return ReadyInfo(time.monotonic() - self._started, self.machine.loaded_snapshot, saved, snapshot_seconds)
@@ -192,12 +198,13 @@ class Guest:
         timeout = 60.0 + served.size / MIN_TRANSFER_RATE
         if self.profile.console.kind == "posix-shell":
             self.run(f"rm -f {guest_path}", 20)  # a stale copy must not pass verification
+        transfers_before = len(self.file_server.transfers_of(served.name))
         start = time.monotonic()
         if chosen == "passive":
             result = self._fetch_passive(served, guest_path, timeout)
         else:
             result = self._fetch_active(served, guest_path, transfer_type, timeout)
-        digest = self._verify(served, guest_path, result)
+        digest = self._verify(served, guest_path, result, transfers_before)
         return FetchResult(guest_path, served.size, digest, chosen, result.seconds, time.monotonic() - start)
 
     def _substitutions(self, served: ServedFile, guest_path: str) -> dict[str, str]:
@@ -232,9 +239,11 @@ class Guest:
         self.run(self._fill(spec.reset_script, {"script": script}), 20)  # the script holds the password
         return result
 
-    def _verify(self, served: ServedFile, guest_path: str, client: CommandResult) -> str:
+    def _verify(self, served: ServedFile, guest_path: str, client: CommandResult, transfers_before: int) -> str:
+        """Prove the fetch: a new, complete binary transfer of this file (the clients' exit codes mean nothing:
+        inetutils ftp and Windows' ftp.exe exit 0 on failure), then the guest's checksum equal to the host's."""
         algorithm = self.profile.files.checksum.algorithm
-        records = self.file_server.transfers_of(served.name)
+        records = self.file_server.transfers_of(served.name)[transfers_before:]  # only this fetch's
         where = f"ftp log: {self.artifacts.ftp_log}; artifacts: {self.artifacts}"
         if records and records[-1].transfer_type == "ascii":
             raise TransferError(f"{served.name} was sent in ASCII mode (TYPE A), which rewrites line ends in a "

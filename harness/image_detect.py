@@ -90,8 +90,24 @@ def fat_file_exists(raw_image: Path, partition: Partition, dos_path: str) -> boo
     return proc.returncode == 0
 
 
+_detected: dict[tuple[str, int, int], str] = {}
+
+
 def detect_profile(image: Path) -> str:
-    """`win98` for an image with a FAT partition holding WINDOWS/WIN.COM, else `tiny686`."""
+    """`win98` for an image with a FAT partition holding WINDOWS/WIN.COM, else `tiny686`.
+
+    Remembered per (path, size, mtime): collection, fixtures and the Session all ask, and a qcow2 image is
+    converted to raw to be read.
+    """
+    probe_format(image)  # one-line errors for a missing or non-image file, every time
+    stat = image.stat()
+    key = (str(image.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _detected:
+        _detected[key] = _detect(image)
+    return _detected[key]
+
+
+def _detect(image: Path) -> str:
     image_format = probe_format(image)
     if image_format == "raw":
         return _detect_in_raw(image)

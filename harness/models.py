@@ -48,11 +48,10 @@ def _tokenizer_for_vocab(vocab_size: int, allow_download: bool) -> Path:
 
 
 def _vocab_of(checkpoint: Path) -> int:
-    header = checkpoint.read_bytes()[:28] if checkpoint.stat().st_size >= 28 else b""
-    if len(header) < 28:
-        raise ModelChoiceError(f"{checkpoint} is too short to be a llama2.c checkpoint")
-    return abs(int.from_bytes(header[20:24], "little", signed=True))
-
+    try:
+        return load_checkpoint(checkpoint).config.vocab_size
+    except HarnessError as error:
+        raise ModelChoiceError(str(error)) from None
 
 def tokenizer_entries(path: Path) -> int:
     """How many tokens a llama2.c tokenizer file holds (it has no count field: walk it to its end)."""
@@ -76,9 +75,13 @@ def check_pair(choice: ModelChoice) -> ModelChoice:
     without complaint; the harness knows better and says so in one line.
     """
     try:
-        config = load_checkpoint(choice.checkpoint).config
+        checkpoint = load_checkpoint(choice.checkpoint)
     except HarnessError as error:
         raise ModelChoiceError(str(error)) from None
+    if checkpoint.version != 0:
+        raise ModelChoiceError(f"{choice.checkpoint} is a llama2.c v{checkpoint.version} export; llama98 reads legacy "
+                               f"v0 checkpoints (export with llama2.c's --version 0)")
+    config = checkpoint.config
     entries = tokenizer_entries(choice.tokenizer)
     if entries != config.vocab_size:
         raise ModelChoiceError(
@@ -117,7 +120,10 @@ def _resolve_model(model: str | None, tokenizer: str | None, allow_download: boo
         if tokenizer:
             token_file = Path(tokenizer)
         elif shape.vocab_size == 32000:
-            token_file = _tokenizer_for_vocab(shape.vocab_size, allow_download)
+            try:
+                token_file = _tokenizer_for_vocab(shape.vocab_size, allow_download)
+            except ModelChoiceError:  # a generated model needs no real tokenizer: never fail for want of one
+                token_file = cached_tokenizer(shape.vocab_size)
         else:
             token_file = cached_tokenizer(shape.vocab_size)
         return ModelChoice(cached_checkpoint(name), token_file, f"generated model of shape {name}")

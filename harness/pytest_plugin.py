@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 TRANSCRIPT_TAIL_LINES = 40
 
-BUILTIN_GUEST = "tiny686"
+BUILTIN_GUEST = "tiny686"  # also harness.session.BUILTIN_GUEST; kept literal so loading the plugin imports nothing
 
 SKIP_VM = (
     "needs a QEMU guest: run with `--vm tiny686` (the built-in stand-in guest, built on demand) "
@@ -68,8 +68,13 @@ def selected_vm(config: pytest.Config) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from harness.errors import HarnessError
+
     vm = selected_vm(config)
-    is_win98 = vm is not None and vm != BUILTIN_GUEST and _looks_like_win98(config, Path(vm))
+    try:
+        is_win98 = vm is not None and vm != BUILTIN_GUEST and _looks_like_win98(config, Path(vm))
+    except HarnessError as error:  # a missing or unreadable --vm image: one line, not an INTERNALERROR
+        raise pytest.UsageError(f"--vm {vm}: {error}") from None
     for item in items:
         if "win98" in item.keywords and not is_win98:
             item.add_marker(pytest.mark.skip(reason=SKIP_WIN98))
@@ -146,6 +151,8 @@ def vm_session(vm_options: SessionOptions, vm_image: tuple[str, Path]) -> Iterat
     from harness.hashing import file_sha256
     from harness.session import Session
 
+    from harness.qemu import live_qemu_pids
+
     image = vm_image[1]
     before = file_sha256(image)
     session = Session(vm_options)
@@ -155,6 +162,8 @@ def vm_session(vm_options: SessionOptions, vm_image: tuple[str, Path]) -> Iterat
         yield session
     finally:
         session.close()
+        leftovers = live_qemu_pids()  # asserted here, in this worker: xdist ignores a worker's exit status
+        assert not leftovers, f"QEMU processes {sorted(leftovers)} outlived the guest session"
         after = file_sha256(image)
         assert after == before, f"the guest image {image} was modified during the test session"
 
@@ -267,6 +276,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     item.user_properties.append(("artifacts", str(session.artifacts)))
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """No QEMU we started may outlive the test session: kill any leftover and fail the run loudly."""
     import sys

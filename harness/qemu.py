@@ -286,8 +286,11 @@ class SnapshotCache:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(f".partial-{os.getpid()}")
-        shutil.copyfile(overlay, partial)
-        os.replace(partial, target)
+        try:
+            shutil.copyfile(overlay, partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
         return target
 
 
@@ -499,7 +502,7 @@ class Machine:
         run.qmp = QmpLink(f"qemu-{run.process.pid}")
         try:
             run.qmp.connect(qmp_socket, timeout=self.options.start_timeout)
-        except BaseException as error:
+        except Exception as error:  # not BaseException: Ctrl-C must stay Ctrl-C
             self._raise_if_exited(run)
             raise QemuError(f"QMP negotiation with QEMU failed: {error}; artifacts: {self.artifacts}") from None
 

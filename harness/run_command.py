@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from harness.check import check_run
+from harness.errors import UsageError
 from harness.models import DEFAULT_MODEL, choose_model
 from harness.session import PortArgs, Session, SessionOptions
 
@@ -44,20 +46,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="FTP mode for the transfers (default: the profile's)")
     parser.add_argument("--no-snapshot", action="store_true", help="cold-boot instead of loading the snapshot")
     parser.add_argument("--artifacts", type=Path, default=None, help="artifact directory (default: a new temp dir)")
-    parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply guest timeouts (slow hosts)")
+    parser.add_argument("--timeout-scale", type=_positive, default=1.0, help="multiply guest timeouts (slow hosts)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
     parser.set_defaults(func=run_main)
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
 def run_main(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    if args.json and not args.json.parent.is_dir():
+        raise UsageError(f"--json: directory {args.json.parent} does not exist")
     choice = choose_model(args.model, args.tokenizer)
     _progress(f"model: {choice.label}")
     options = SessionOptions(vm=args.vm, profile=args.profile, binary=args.binary, icount_shift=args.icount,
                              use_snapshot=not args.no_snapshot, artifacts=args.artifacts,
                              timeout_scale=args.timeout_scale, ftp_mode=args.ftp_mode, progress=_progress)
     port_args = PortArgs(args.temperature, args.topp, args.seed, args.steps,
-                         args.prompt.encode("utf-8") if args.prompt else None)
+                         os.fsencode(args.prompt) if args.prompt else None)  # the bytes the shell gave us
     with Session(options) as session:
         injected = session.inject_model(choice)
         run = session.run_port(injected, port_args)

@@ -65,11 +65,13 @@ class PortArgs:
     steps: int = 200
     prompt: bytes | None = None
 
-    def argv(self, model: str, tokenizer: str) -> list[str]:
+    def argv(self, model: str, tokenizer: str, encoding: str = "utf-8") -> list[str]:
+        """The command line; the prompt is decoded with the console's encoding so that its exact bytes are what
+        reach the guest (the console encodes the line with the same codec)."""
         args = [model, "-z", tokenizer, "-t", f"{self.temperature:g}", "-p", f"{self.topp:g}",
                 "-s", str(self.seed), "-n", str(self.steps)]
         if self.prompt:
-            args += ["-i", self.prompt.decode("utf-8", errors="surrogateescape")]
+            args += ["-i", self.prompt.decode(encoding, errors="surrogateescape")]
         return args + ["-r", "-"]
 
 
@@ -137,7 +139,11 @@ def describe_exit(exit_code: int) -> str:
 
 
 def run_timeout(choice: ModelChoice, steps: int, scale: float) -> float:
-    """How long a port run may take: load time plus `steps` forward passes at a pessimistic emulated speed."""
+    """How long a port run may take: load time plus the forward passes the port will really run (llama2.c turns
+    0, negative or > seq_len steps into seq_len) at a pessimistic emulated speed."""
+    with choice.checkpoint.open("rb") as handle:
+        seq_len = int.from_bytes(handle.read(28)[24:28], "little", signed=True)
+    steps = steps if 0 < steps <= seq_len else seq_len
     model_bytes = choice.checkpoint.stat().st_size
     per_token = (model_bytes / 4) / MIN_GUEST_MACS_PER_SECOND
     return (120.0 + max(steps, 1) * per_token + model_bytes / 2e6) * scale
@@ -148,8 +154,8 @@ class Session:
 
     def __init__(self, options: SessionOptions | None = None) -> None:
         self.options = options or SessionOptions()
-        self.artifacts = ArtifactDir(self.options.artifacts)
         self.profile, self.image = resolve_guest(self.options.vm, self.options.profile, self.options.progress)
+        self.artifacts = ArtifactDir(self.options.artifacts)  # only once the guest is known to be usable
         self.binary = self.options.binary
         self.guest: Guest | None = None
         self.binary_path = ""
@@ -247,7 +253,8 @@ class Session:
     def run_port(self, injected: InjectedModel, args: PortArgs, timeout: float | None = None) -> PortRun:
         """Run llama98 in the guest with `-r -` and parse what it printed."""
         guest = self._require_guest()
-        argv = [self.binary_path, *args.argv(injected.checkpoint, injected.tokenizer)]
+        argv = [self.binary_path,
+                *args.argv(injected.checkpoint, injected.tokenizer, self.profile.console.encoding)]
         command = " ".join(quote_argument(self.profile, part) for part in argv)
         limit = timeout or run_timeout(injected.choice, args.steps, self.options.timeout_scale)
         self._say(f"running llama98 in the guest ({args.steps} steps, timeout {limit:.0f} s)")
