@@ -123,3 +123,13 @@ def test_wrong_banner_times_out_and_closed_console_is_reported(tmp_path: Path) -
 def test_multiline_commands_are_refused(shell: Console) -> None:
     with pytest.raises(ConsoleError, match="one line"):
         shell.run("echo a\necho b", 5)
+
+
+def test_drain_is_bounded_when_the_guest_never_stops_printing(shell: Console) -> None:
+    import time
+
+    shell.send_line("yes llama98")  # prints forever
+    start = time.monotonic()
+    drained = shell.drain(quiet=0.3, limit=2.0)
+    assert time.monotonic() - start < 5.0
+    assert "llama98" in drained

@@ -68,7 +68,8 @@ def test_sse_binary_fails_with_illegal_instruction_not_a_timeout(vm_image: tuple
     assert not _qemu_of_run_alive(tmp_path / "art")
 
 
-def test_ctrl_c_stops_qemu_and_exits_130(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_qemu_and_exits_130(stop_signal: signal.Signals, tmp_path: Path) -> None:
     artifacts = tmp_path / "art"
     process = subprocess.Popen([*CLI, "run", "--vm", "tiny686", "--artifacts", str(artifacts), "--model",
                                 "15M-shape", "-n", "256"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -78,7 +79,7 @@ def test_ctrl_c_stops_qemu_and_exits_130(tmp_path: Path) -> None:
     assert (artifacts / "qemu-cmdline.txt").exists(), "QEMU never started"
     time.sleep(3)  # inside the boot/transfer
     assert _qemu_of_run_alive(artifacts)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop_signal)
     try:
         _, stderr = process.communicate(timeout=60)
     finally:
