@@ -114,12 +114,27 @@ def asan_bin() -> Path:
     return built("native-asan")
 
 
-@pytest.fixture(scope="session")
-def win32_exe() -> Path:
-    """The Win32 build under test: $LLAMA98_WINE_LLAMA98_EXE (e.g. the nightly OpenWatcom build) or MinGW's."""
-    prebuilt = os.environ.get("LLAMA98_WINE_LLAMA98_EXE")
+def win32_program(program: str) -> Path:
+    """A Win32 program under test (llama98 or agent98): $LLAMA98_WINE_<PROGRAM>_EXE (the nightly OpenWatcom
+    build) when set, else the MinGW build; a missing MinGW skips with the package to install."""
+    prebuilt = os.environ.get(f"LLAMA98_WINE_{program.upper()}_EXE")
     if prebuilt:
         path = Path(prebuilt)
-        assert path.is_file(), f"LLAMA98_WINE_LLAMA98_EXE={prebuilt} does not exist"
+        assert path.is_file(), f"LLAMA98_WINE_{program.upper()}_EXE={prebuilt} does not exist"
         return path
-    return built("win32")
+    try:
+        return build_port("win32", program=program)
+    except PortBuildError as error:
+        if "not found" in str(error):
+            pytest.skip(str(error))
+        raise
+
+
+@pytest.fixture(scope="session")
+def win32_exe() -> Path:
+    return win32_program("llama98")
+
+
+@pytest.fixture(scope="session")
+def agent_exe() -> Path:
+    return win32_program("agent98")

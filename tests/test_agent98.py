@@ -27,16 +27,6 @@ NT_ONLY = {"GetTickCount64", "CancelIoEx", "CancelIo", "SetHandleInformation", "
            "SetFilePointerEx", "CreateFileW", "ReadFileEx", "WriteFileEx", "GetConsoleWindow", "AttachConsole"}
 
 
-@pytest.fixture(scope="module")
-def agent_exe() -> Path:
-    try:
-        return build_port("win32", program="agent98")
-    except PortBuildError as error:
-        if "not found" in str(error):
-            pytest.skip(str(error))
-        raise
-
-
 def _objdump(exe: Path) -> str:
     if shutil.which("i686-w64-mingw32-objdump") is None:
         pytest.skip("i686-w64-mingw32-objdump not installed (apt-get install binutils-mingw-w64-i686)")

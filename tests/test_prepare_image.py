@@ -13,23 +13,12 @@ import pytest
 
 from harness.cli import main
 from harness.image_detect import detect_profile, read_partitions
-from harness.port_build import PortBuildError, build_port
 from harness.prepare_image import _add_to_run_line, prepare_image
 from tests.diskimages import MTOOLS_ENV, make_fat32_disk, write_mbr
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def agent_exe() -> Path:
-    try:
-        return build_port("win32", program="agent98")
-    except PortBuildError as error:
-        if "not found" in str(error):
-            pytest.skip(str(error))
-        raise
 
 
 @pytest.fixture()

@@ -19,7 +19,7 @@ from harness.artifacts import ArtifactDir
 from harness.console import Console
 from harness.oracle import generate_text
 from harness.oracle.verify import verify
-from harness.port_build import PortBuildError, build_port
+from tests.port_helpers import win32_program
 from harness.report import parse_report, split_stdout
 from harness.wine_lane import WineAgent, live_agent_pids, windows_path, wine_agent, wine_available
 from tests.port_helpers import WINE_MISSING, fixture
@@ -30,21 +30,12 @@ pytestmark = pytest.mark.wine
 BUSY = 'cmd.exe /c "for /L %i in (1,1,2000000000) do rem"'
 
 
-def _build(program: str) -> Path:
-    try:
-        return build_port("win32", program=program)
-    except PortBuildError as error:
-        if "not found" in str(error):
-            pytest.skip(str(error))
-        raise
-
-
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WineAgent]:
     if not wine_available():
         pytest.skip(WINE_MISSING)
     artifacts = ArtifactDir(tmp_path_factory.mktemp("wine-agent"))
-    with wine_agent(_build("agent98"), artifacts) as running:
+    with wine_agent(win32_program("agent98"), artifacts) as running:
         running.console.sync(30)
         yield running
         # `!exit` answers, then ends the agent by itself (checked here: a second agent on this worker's prefix
@@ -163,7 +154,7 @@ STORY_RUNS = {
 def test_llama98_exe_runs_through_agent98_and_the_oracle_agrees(run: str, console: Console,
                                                                  tmp_path: Path) -> None:
     model, tokenizer = fixture("stories260K.bin"), fixture("tok512.bin")
-    exe = _build("llama98")
+    exe = win32_program("llama98")
     args = STORY_RUNS[run]
     report_path = tmp_path / "RUN.REP"
     quoted = [f'"{a}"' if " " in a else a for a in args]
@@ -224,7 +215,7 @@ def test_the_scripted_windows98_stand_in_answers_like_the_real_agent(console: Co
 
 def test_report_to_stdout_comes_after_the_tok_s_line_as_the_session_expects(console: Console) -> None:
     model, tokenizer = fixture("stories260K.bin"), fixture("tok512.bin")
-    result = console.run(f"{windows_path(_build('llama98'))} {windows_path(model)} -z {windows_path(tokenizer)} "
+    result = console.run(f"{windows_path(win32_program('llama98'))} {windows_path(model)} -z {windows_path(tokenizer)} "
                          f"-t 0 -n 40 -r -", 120)
     raw = result.output.encode("cp437") + b"\n"
     assert result.exit_code == 0
