@@ -38,6 +38,7 @@ from pyftpdlib.servers import FTPServer
 
 from harness.artifacts import ArtifactDir
 from harness.errors import HarnessError
+from harness.lifecycle import StartStop
 
 GUEST_ADDRESS = "10.0.2.15"
 HOST_ALIAS = "10.0.2.2"  # the host as seen from a QEMU user-networking guest
@@ -215,7 +216,7 @@ class _BridgingHandler(FTPHandler):
         self._record("STOR", file, False)
 
 
-class FileServer:
+class FileServer(StartStop):
     """An FTP server for one run, in a background thread; a context manager that always stops it.
 
     `add_file(path)` copies an input into the jail (read-only) and returns a ServedFile with its digests.
@@ -242,17 +243,6 @@ class FileServer:
         self._logger = logging.getLogger(f"harness.ftp.{id(self)}")
         self._log_handler: logging.Handler | None = None
         self.port = 0
-
-    def __enter__(self) -> FileServer:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Create the jail, bind 127.0.0.1 and serve in a daemon thread."""

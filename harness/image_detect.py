@@ -99,16 +99,15 @@ def detect_profile(image: Path) -> str:
     Remembered per (path, size, mtime): collection, fixtures and the Session all ask, and a qcow2 image is
     converted to raw to be read.
     """
-    probe_format(image)  # one-line errors for a missing or non-image file, every time
+    image_format = probe_format(image)  # one-line errors for a missing or non-image file, every time
     stat = image.stat()
     key = (str(image.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _detected:
-        _detected[key] = _detect(image)
+        _detected[key] = _detect(image, image_format)
     return _detected[key]
 
 
-def _detect(image: Path) -> str:
-    image_format = probe_format(image)
+def _detect(image: Path, image_format: str) -> str:
     if image_format == "raw":
         return _detect_in_raw(image)
     with tempfile.TemporaryDirectory(prefix="llama98-detect-") as scratch:

@@ -161,7 +161,7 @@ def vm_session(vm_options: SessionOptions, vm_image: tuple[str, Path]) -> Iterat
         session.save_clean_state()
         yield session
     finally:
-        session.close()
+        session.stop()
         leftovers = live_qemu_pids()  # asserted here, in this worker: xdist ignores a worker's exit status
         assert not leftovers, f"QEMU processes {sorted(leftovers)} outlived the guest session"
         after = file_sha256(image)

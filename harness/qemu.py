@@ -33,7 +33,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from PIL import Image
@@ -41,6 +40,7 @@ from qemu.qmp import QMPClient, QMPError
 
 from harness.artifacts import ArtifactDir
 from harness.errors import HarnessError
+from harness.lifecycle import StartStop
 from harness.hashing import file_sha256
 from harness.paths import cache_dir
 from harness.profile import GuestProfile
@@ -326,7 +326,7 @@ class _Run:
     listeners: list[socket.socket] = field(default_factory=list)
 
 
-class Machine:
+class Machine(StartStop):
     """A QEMU guest for one run. Use as a context manager; `stop()` is idempotent and always kills QEMU.
 
     After `start()`: `serial_socket` is the connected serial port (hand it to Console), `loaded_snapshot` says
@@ -349,18 +349,6 @@ class Machine:
         self.started_at: float | None = None  # time.monotonic() just before QEMU was launched
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
-
-    def __enter__(self) -> Machine:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     @property
     def pid(self) -> int | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from harness.artifacts import ArtifactDir
 from harness.errors import HarnessError
+from harness.lifecycle import StartStop
 from harness.guest import FetchResult, Guest, open_guest
 from harness.image_detect import detect_profile
 from harness.models import ModelChoice
@@ -149,7 +150,7 @@ def run_timeout(choice: ModelChoice, steps: int, scale: float) -> float:
     return (120.0 + max(steps, 1) * per_token + model_bytes / 2e6) * scale
 
 
-class Session:
+class Session(StartStop):
     """A ready guest with the port binary injected. Use as a context manager (everything is stopped on exit)."""
 
     def __init__(self, options: SessionOptions | None = None) -> None:
@@ -164,17 +165,6 @@ class Session:
         self._has_clean_state = False
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
-
-    def __enter__(self) -> Session:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _say(self, message: str) -> None:
         if self.options.progress:
@@ -219,7 +209,7 @@ class Session:
         guest.console.sync()
         guest.set_clock()
 
-    def close(self) -> None:
+    def stop(self) -> None:
         """Stop the guest, the FTP server and QEMU (idempotent)."""
         self._stack.close()
         self.guest = None

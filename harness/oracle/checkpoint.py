@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.oracle.errors import CheckpointError
+from harness.oracle.errors import CheckpointError, describe_read_error
 
 V1_MAGIC = 0x616B3432
 V1_HEADER_BYTES = 256
@@ -156,12 +156,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         file_size = path.stat().st_size
         with path.open("rb") as handle:
             head = handle.read(V1_HEADER_BYTES)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint file not found") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: checkpoint path is a directory") from None
     except OSError as error:
-        raise CheckpointError(f"{path}: cannot read checkpoint: {error.strerror}") from None
+        raise CheckpointError(describe_read_error(path, "checkpoint", error)) from None
     version, header_bytes, config = _read_header(path, head, file_size)
     _validate(path, config)
     expected = header_bytes + 4 * config.weight_floats(version)

@@ -9,6 +9,15 @@ from __future__ import annotations
 from harness.errors import HarnessError
 
 
+def describe_read_error(path: object, what: str, error: OSError) -> str:
+    """The one-line message for a file the oracle could not read (`what` is "checkpoint" or "tokenizer")."""
+    if isinstance(error, FileNotFoundError):
+        return f"{path}: {what} file not found"
+    if isinstance(error, IsADirectoryError):
+        return f"{path}: {what} path is a directory"
+    return f"{path}: cannot read {what}: {error.strerror}"
+
+
 class OracleError(HarnessError):
     """Something the oracle was given cannot be used (bad file, impossible argument)."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.oracle.errors import TokenizerError
+from harness.oracle.errors import TokenizerError, describe_read_error
 
 BOS_ID = 1
 EOS_ID = 2
@@ -165,12 +165,8 @@ def load_tokenizer(path: str | Path, vocab_size: int) -> Tokenizer:
     path = Path(path)
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise TokenizerError(f"{path}: tokenizer file not found") from None
-    except IsADirectoryError:
-        raise TokenizerError(f"{path}: tokenizer path is a directory") from None
     except OSError as error:
-        raise TokenizerError(f"{path}: cannot read tokenizer: {error.strerror}") from None
+        raise TokenizerError(describe_read_error(path, "tokenizer", error)) from None
     if len(data) < 4:
         raise TokenizerError(f"{path}: {len(data)} bytes is too short for a tokenizer header")
     (max_token_length,) = struct.unpack_from("<i", data, 0)
