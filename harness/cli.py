@@ -13,18 +13,18 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "harness.port_build",
+    "harness.port.build",
     "harness.oracle.cli",
-    "harness.run_command",
-    "harness.guest_image",
-    "harness.bench",
-    "harness.bisect",
-    "harness.plot",
+    "harness.run.command",
+    "harness.guests.tiny686.image",
+    "harness.perf.bench",
+    "harness.perf.bisect",
+    "harness.perf.plot",
     "harness.audit",
-    "harness.prepare_image",
+    "harness.guests.win98.prepare_image",
 )
 
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from harness.check import RunCheck
-    from harness.ftp import FileServer
-    from harness.session import InjectedModel, PortRun, Session, SessionOptions
+    from harness.port.check import RunCheck
+    from harness.vm.ftp import FileServer
+    from harness.run.session import InjectedModel, PortRun, Session, SessionOptions
 
 TRANSCRIPT_TAIL_LINES = 40
 
-BUILTIN_GUEST = "tiny686"  # also harness.session.BUILTIN_GUEST; kept literal so loading the plugin imports nothing
+BUILTIN_GUEST = "tiny686"  # also harness.run.session.BUILTIN_GUEST; kept literal so loading the plugin imports nothing
 
 SKIP_VM = (
     "needs a QEMU guest: run with `--vm tiny686` (the built-in stand-in guest, built on demand) "
@@ -68,7 +68,7 @@ def selected_vm(config: pytest.Config) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from harness.errors import HarnessError
+    from harness.core.errors import HarnessError
 
     vm = selected_vm(config)
     try:
@@ -86,10 +86,10 @@ def _looks_like_win98(config: pytest.Config, image: Path) -> bool:
     """Whether --vm names a Windows 98 image (explicit --vm-profile wins over detection)."""
     profile = str(config.getoption("--vm-profile"))
     if profile != "auto":
-        from harness.profile import load_profile
+        from harness.vm.profile import load_profile
 
         return load_profile(profile).console.kind == "agent98"  # "win98" or a custom copy of it
-    from harness.image_detect import detect_profile
+    from harness.guests.detect import detect_profile
 
     return detect_profile(image) == "win98"
 
@@ -118,7 +118,7 @@ def _worker() -> str:
 @pytest.fixture(scope="session")
 def vm_options(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> SessionOptions:
     """SessionOptions from the command line; skips the test when no --vm was given."""
-    from harness.session import SessionOptions
+    from harness.run.session import SessionOptions
 
     vm = selected_vm(pytestconfig)
     if vm is None:
@@ -139,7 +139,7 @@ def vm_options(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="session")
 def vm_image(vm_options: SessionOptions) -> tuple[str, Path]:
     """(profile name, disk image path) of the guest under test (tiny686 is built on demand)."""
-    from harness.session import resolve_guest
+    from harness.run.session import resolve_guest
 
     profile, image = resolve_guest(vm_options.vm, vm_options.profile)
     return profile.name, image
@@ -148,10 +148,10 @@ def vm_image(vm_options: SessionOptions) -> tuple[str, Path]:
 @pytest.fixture(scope="session")
 def vm_session(vm_options: SessionOptions, vm_image: tuple[str, Path]) -> Iterator[Session]:
     """One booted guest per worker, llama98 injected, its clean state saved; the image is checked untouched."""
-    from harness.hashing import file_sha256
-    from harness.session import Session
+    from harness.core.hashing import file_sha256
+    from harness.run.session import Session
 
-    from harness.qemu import live_qemu_pids
+    from harness.vm.machine import live_qemu_pids
 
     image = vm_image[1]
     before = file_sha256(image)
@@ -208,7 +208,7 @@ class OracleTools:
 
     @staticmethod
     def check_run(*args: Any, **kwargs: Any) -> RunCheck:
-        from harness.check import check_run
+        from harness.port.check import check_run
 
         return check_run(*args, **kwargs)
 
@@ -234,9 +234,9 @@ def llama98_run(guest: Session) -> Callable[..., RunOutcome]:
     Injects the model and tokenizer (FTP, checksum-verified), runs with `-r -`, parses the report and checks it
     with the oracle. Returns a RunOutcome; the test asserts on it.
     """
-    from harness.check import check_run
-    from harness.models import choose_model
-    from harness.session import PortArgs
+    from harness.port.check import check_run
+    from harness.port.models import choose_model
+    from harness.run.session import PortArgs
 
     def run(model: str = "stories260K", tokenizer: str | None = None, temperature: float = 0.0, topp: float = 0.9,
             seed: int = 42, steps: int = 200, prompt: bytes | str | None = None,
@@ -281,7 +281,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """No QEMU we started may outlive the test session: kill any leftover and fail the run loudly."""
     import sys
 
-    qemu_module = sys.modules.get("harness.qemu")
+    qemu_module = sys.modules.get("harness.vm.machine")
     if qemu_module is None:
         return
     leftovers = qemu_module.live_qemu_pids()

@@ -28,8 +28,8 @@ import zlib
 from ftplib import FTP, all_errors
 from pathlib import Path
 
-from harness.paths import project_root
-from harness.profile import GuestProfile
+from harness.core.paths import project_root
+from harness.vm.profile import GuestProfile
 
 ENCODING = "cp437"
 GUEST_ADDRESS = "10.0.2.15"

@@ -1,6 +1,6 @@
 """Shared pieces of the llama98 port tests: fixture lookup, built binaries, running the port, reading its report.
 
-The report parsing here is deliberately minimal (the real parser is harness/report.py); the tests use it to
+The report parsing here is deliberately minimal (the real parser is harness/port/report.py); the tests use it to
 check what the port writes, so it must not share code with the parser it will later be compared against.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import project_root
-from harness.port_build import PortBuildError, build_port
+from harness.core.paths import project_root
+from harness.port.build import PortBuildError, build_port
 
 RUN_TIMEOUT_S = 120
 GREEDY_STORY_START = (

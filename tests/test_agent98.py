@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness.audit.win98 import load_exports
-from harness.paths import project_root
-from harness.port_build import PortBuildError, build_port
+from harness.core.paths import project_root
+from harness.port.build import PortBuildError, build_port
 
 SOURCE = project_root() / "ports" / "agent98" / "agent98.c"
 STRICT = ["-std=c89", "-pedantic-errors", "-Wall", "-Wextra", "-Wdeclaration-after-statement", "-Werror",

@@ -19,7 +19,7 @@ from harness.audit.binary import load
 from harness.audit.scope import defined_functions
 from harness.audit.win98 import default_exports_path, load_exports
 from harness.cli import main
-from harness.port_build import build_port, default_src_dir
+from harness.port.build import build_port, default_src_dir
 from tests.port_helpers import built
 
 COMPILE_TIMEOUT_S = 180

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import project_root
-from harness.plot import PlotError, plot_history, plot_series
-from harness.results import SCHEMA, CommitResult, ResultsError, load_history, read_result, record_run, summary, value_of
+from harness.core.paths import project_root
+from harness.perf.plot import PlotError, plot_history, plot_series
+from harness.perf.results import SCHEMA, CommitResult, ResultsError, load_history, read_result, record_run, summary, value_of
 from tests.port_helpers import fixture, fixture_dir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.console import Console, ConsoleError, ConsoleTimeout, clean_output
-from harness.profile import load_profile
+from harness.vm.console import Console, ConsoleError, ConsoleTimeout, clean_output
+from harness.vm.profile import load_profile
 
 BANNER_SCRIPT = "sleep 0.2; echo TINY686 READY; exec sh -i {flags}"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.fixtures import BASE_URL_ENV, FIXTURE_DIR_ENV, FixtureEntry, FixtureError, load_manifest, resolve
+from harness.port.downloads import BASE_URL_ENV, FIXTURE_DIR_ENV, FixtureEntry, FixtureError, load_manifest, resolve
 
 PAYLOAD = bytes(range(256)) * 512  # 128 KiB, several chunks
 NAME = "model.bin"
@@ -166,7 +166,7 @@ def test_shared_fixtures_match_the_manifest(monkeypatch):
 
 
 def test_prompts_file_has_a_byte_fallback_prompt():
-    from harness.fixtures import load_prompts
+    from harness.port.downloads import load_prompts
     from harness.oracle import load_tokenizer
 
     prompts = load_prompts()

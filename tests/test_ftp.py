@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.artifacts import ArtifactDir
-from harness.ftp import FileServer, FtpError, ascii_mangled_digests, digests
+from harness.core.artifacts import ArtifactDir
+from harness.vm.ftp import FileServer, FtpError, ascii_mangled_digests, digests
 
 
 @pytest.fixture()

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.artifacts import ArtifactDir
-from harness.console import ConsoleTimeout
-from harness.errors import HarnessError
-from harness.ftp import FileServer, ServedFile
-from harness.guest import Guest, GuestMemoryError, TransferError, open_guest
-from harness.profile import load_profile
-from harness.qemu import Machine, MachineOptions, file_sha256, live_qemu_pids
+from harness.core.artifacts import ArtifactDir
+from harness.vm.console import ConsoleTimeout
+from harness.core.errors import HarnessError
+from harness.vm.ftp import FileServer, ServedFile
+from harness.vm.guest import Guest, GuestMemoryError, TransferError, open_guest
+from harness.vm.profile import load_profile
+from harness.vm.machine import Machine, MachineOptions, file_sha256, live_qemu_pids
 
 pytestmark = pytest.mark.vm
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.vm
 def tiny686_image(config: pytest.Config) -> Path:
     """The tiny686 image for these tests, from `--vm` (the pytest plugin skips `vm` tests without it).
 
-    `--vm tiny686` builds it (or takes it from the cache) with harness.guest_image; `--vm IMAGE` uses IMAGE if it
+    `--vm tiny686` builds it (or takes it from the cache) with harness.guests.tiny686.image; `--vm IMAGE` uses IMAGE if it
     is a tiny686 image; a Windows 98 image skips these tiny686-specific tests.
     """
     chosen = config.getoption("--vm", default=None) or os.environ.get("LLAMA98_TINY686_IMAGE")
@@ -37,13 +37,13 @@ def tiny686_image(config: pytest.Config) -> Path:
     if str(chosen) != "tiny686":
         profile = str(config.getoption("--vm-profile", default="auto"))
         if profile == "auto":
-            from harness.image_detect import detect_profile
+            from harness.guests.detect import detect_profile
 
             profile = detect_profile(Path(str(chosen)))
         if profile != "tiny686":
             pytest.skip(f"these tests drive the tiny686 guest; --vm {chosen} is a {profile} image")
         return Path(str(chosen))
-    from harness.guest_image import build_guest
+    from harness.guests.tiny686.image import build_guest
 
     try:
         return build_guest("tiny686")

@@ -33,17 +33,17 @@ from pyftpdlib.servers import FTPServer
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from harness import cli
-from harness.debian_packages import depends_names
-from harness.guest_image import (
+from harness.guests.tiny686.debian_packages import depends_names
+from harness.guests.tiny686.image import (
     GuestBuildError,
     build_guest,
     cache_key,
     guest_manifest,
     load_recipe,
 )
-from harness.host_tools import check_host_tools
-from harness.initramfs import CpioArchive, elf_needed, resolve_in_root
-from harness.paths import cache_dir
+from harness.guests.tiny686.host_tools import check_host_tools
+from harness.guests.tiny686.initramfs import CpioArchive, elf_needed, resolve_in_root
+from harness.core.paths import cache_dir
 
 PROMPT = "tiny686# "
 READY = "TINY686 READY"

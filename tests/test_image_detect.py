@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.image_detect import ImageError, detect_profile, probe_format, read_partitions
+from harness.guests.detect import ImageError, detect_profile, probe_format, read_partitions
 from tests.diskimages import make_fat32_disk, write_mbr
 
 

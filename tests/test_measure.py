@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UsageError
-from harness.measure import (
+from harness.core.errors import UsageError
+from harness.perf.measure import (
     MeasureError,
     Workload,
     callgrind_instructions,
@@ -23,8 +23,8 @@ from harness.measure import (
     workload,
     workload_names,
 )
-from harness.paths import project_root
-from harness.report import format_report, parse_report
+from harness.core.paths import project_root
+from harness.port.report import format_report, parse_report
 from tests.port_helpers import fixture, fixture_dir, tiny686_bin  # noqa: F401
 
 

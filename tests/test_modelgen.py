@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from harness.modelgen import (
+from harness.port.modelgen import (
     SHAPES,
     ModelGenError,
     ModelShape,

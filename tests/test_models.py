@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.models import ModelChoiceError, choose_model, tokenizer_entries
+from harness.port.models import ModelChoiceError, choose_model, tokenizer_entries
 from tests.port_helpers import fixture
 
 

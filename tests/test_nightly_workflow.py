@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from harness.cli import build_parser
-from harness.paths import project_root
+from harness.core.paths import project_root
 
 WORKFLOW = project_root() / ".github" / "workflows" / "nightly.yml"
 LOCALALLOC_FIX = date(2024, 1, 1)  # open-watcom-v2 #852 fixed by PR #1195 at the turn of 2023/2024

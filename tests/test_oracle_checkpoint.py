@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from harness.fixtures import FixtureError, resolve
-from harness.modelgen import SHAPES, ModelShape, write_checkpoint
+from harness.port.downloads import FixtureError, resolve
+from harness.port.modelgen import SHAPES, ModelShape, write_checkpoint
 from harness.oracle import CheckpointError, load_checkpoint
 from harness.oracle.model import Transformer
 

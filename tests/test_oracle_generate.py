@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import harness.cli
-from harness.fixtures import FixtureError, resolve
+from harness.port.downloads import FixtureError, resolve
 from harness.oracle import generate, generate_text
 from harness.oracle.generate import c_atof, c_atoi, clamp_args
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.fixtures import FixtureError, resolve
+from harness.port.downloads import FixtureError, resolve
 from harness.oracle import TokenizerError, load_tokenizer
 from harness.oracle.tokenizer import parse_byte_piece
 

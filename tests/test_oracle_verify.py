@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import harness.cli
-from harness.fixtures import FixtureError, resolve
-from harness.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
+from harness.port.downloads import FixtureError, resolve
+from harness.port.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
 from harness.oracle.generate import Oracle, clamp_args
 from harness.oracle.verify import verify
-from harness.report import parse_report
+from harness.port.report import parse_report
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,7 @@ def test_cli_verify_exit_codes(oracle260k, tmp_path, monkeypatch, capsys):
 
 def test_report_on_stdout_splits_and_verifies(oracle260k, monkeypatch, capfdbinary):
     """`-r -` puts the report after the text; split_stdout recovers both and the report verifies."""
-    from harness.report import split_stdout
+    from harness.port.report import split_stdout
 
     monkeypatch.setattr(harness.cli, "COMMAND_MODULES", ("harness.oracle.cli",))
     model, tok = str(oracle260k.checkpoint.path), str(oracle260k.tokenizer.path)

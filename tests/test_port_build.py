@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.port_build import PortBuildError, build_port, default_src_dir
+from harness.port.build import PortBuildError, build_port, default_src_dir
 from tests.port_helpers import built  # noqa: F401  (fixtures below)
 from tests.port_helpers import win32_exe  # noqa: F401
 

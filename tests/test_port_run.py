@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.port_build import default_src_dir
+from harness.port.build import default_src_dir
 from tests.port_helpers import (GREEDY_STORY_START, asan_bin, fixture, native_bin, parse_report,  # noqa: F401
                           run_port, stories_args, tiny686_bin)
 
@@ -215,7 +215,7 @@ def _expected_text(pieces: list[bytes], first: int, ids: list[int]) -> bytes:
 ])
 def test_printed_text_is_llama2c_decoding_of_the_ids(model: str, tokenizer: str, extra: list[str],
                                                      native_bin: Path) -> None:  # noqa: F811
-    from harness.modelgen import cached_checkpoint
+    from harness.port.modelgen import cached_checkpoint
     model_path = cached_checkpoint(model[4:]) if model.startswith("gen:") else fixture(model)
     tok_path = fixture(tokenizer)
     result = run_port(native_bin, [str(model_path), "-z", str(tok_path), *extra, "-r", "-"])

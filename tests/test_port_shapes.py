@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
+from harness.port.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
 from tests.port_helpers import asan_bin, fixture, native_bin, parse_report, run_port, tiny686_bin  # noqa: F401
 
 SHAPE_NAMES = [name for name in SHAPES if name != "15M-shape"]

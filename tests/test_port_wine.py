@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.paths import cache_dir
+from harness.core.paths import cache_dir
 from tests.port_helpers import (WINE_MISSING, fixture, native_bin, parse_report, run_port, stories_args,  # noqa: F401
                           win32_exe, wine_command)
 
@@ -93,7 +93,7 @@ def test_wine_bad_input_is_a_clean_error(win32_exe: Path, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("name", ["gqa-unshared-32000", "odd-hidden-mqa"])
 def test_wine_generated_shapes_match_native(name: str, win32_exe: Path, native_bin: Path) -> None:  # noqa: F811
-    from harness.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
+    from harness.port.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
     vocab = SHAPES[name].vocab_size
     tokenizer = fixture("tokenizer.bin") if vocab == 32000 else cached_tokenizer(vocab)
     model = cached_checkpoint(name)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.image_detect import detect_profile, read_partitions
-from harness.prepare_image import _add_to_run_line, prepare_image
+from harness.guests.detect import detect_profile, read_partitions
+from harness.guests.win98.prepare_image import _add_to_run_line, prepare_image
 from tests.diskimages import MTOOLS_ENV, make_fat32_disk, write_mbr
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.profile import ProfileError, available_profiles, load_profile
+from harness.vm.profile import ProfileError, available_profiles, load_profile
 
 
 def test_shipped_profiles_load_with_their_documented_machines() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from harness.paths import project_root
+from harness.core.paths import project_root
 
 ROOT = project_root()
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from harness.artifacts import ArtifactDir
-from harness.console import ConsoleTimeout
-from harness.ftp import FileServer
-from harness.guest import Guest
-from harness.profile import load_profile
-from harness.qemu import (
+from harness.core.artifacts import ArtifactDir
+from harness.vm.console import ConsoleTimeout
+from harness.vm.ftp import FileServer
+from harness.vm.guest import Guest
+from harness.vm.profile import load_profile
+from harness.vm.machine import (
     SNAPSHOT_NAME,
     DiskImage,
     ImageError,
@@ -211,9 +211,9 @@ def test_guest_that_never_reaches_its_prompt_times_out_with_a_screendump(
 
 _CHILD = textwrap.dedent("""
     import sys, time
-    from harness.artifacts import ArtifactDir
-    from harness.profile import load_profile
-    from harness.qemu import Machine, MachineOptions
+    from harness.core.artifacts import ArtifactDir
+    from harness.vm.profile import load_profile
+    from harness.vm.machine import Machine, MachineOptions
     with Machine(load_profile("tiny686"), sys.argv[1], ArtifactDir(sys.argv[2]),
                  MachineOptions(use_snapshot=False)) as machine:
         print(machine.pid, flush=True)
@@ -275,7 +275,7 @@ def test_image_hash_is_cached_by_path_size_and_mtime(spinning_image: Path, monke
     image = DiskImage.probe(spinning_image)
     assert image.sha256() == file_sha256(spinning_image)
     calls: list[Path] = []
-    import harness.qemu as qemu_module
+    import harness.vm.machine as qemu_module
 
     monkeypatch.setattr(qemu_module, "file_sha256", lambda path: calls.append(path) or "x")
     assert image.sha256() == file_sha256(spinning_image) and not calls  # served from the cache
@@ -299,11 +299,11 @@ def test_a_damaged_cached_snapshot_falls_back_to_a_cold_boot(spinning_image: Pat
 
 _CHILD_WAITING = textwrap.dedent("""
     import sys
-    from harness.artifacts import ArtifactDir
-    from harness.ftp import FileServer
-    from harness.guest import Guest
-    from harness.profile import load_profile
-    from harness.qemu import Machine, MachineOptions
+    from harness.core.artifacts import ArtifactDir
+    from harness.vm.ftp import FileServer
+    from harness.vm.guest import Guest
+    from harness.vm.profile import load_profile
+    from harness.vm.machine import Machine, MachineOptions
     artifacts = ArtifactDir(sys.argv[2])
     with Machine(load_profile("tiny686"), sys.argv[1], artifacts, MachineOptions(use_snapshot=False)) as machine, \\
             FileServer(artifacts, bridge=machine) as server, Guest(machine, server, artifacts) as guest:

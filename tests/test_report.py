@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.report import ReportError, format_report, parse_report, read_report, split_stdout
+from harness.port.report import ReportError, format_report, parse_report, read_report, split_stdout
 
 SAMPLE = """llama98 report 1
 args temperature=0.000000 topp=0.900000 seed=42 steps=200 prompt_hex=4869

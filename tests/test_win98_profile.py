@@ -19,16 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from harness.artifacts import ArtifactDir
-from harness.console import ConsoleTimeout
-from harness.ftp import FileServer
-from harness.guest import Guest, GuestError, TransferError, open_guest
+from harness.core.artifacts import ArtifactDir
+from harness.vm.console import ConsoleTimeout
+from harness.vm.ftp import FileServer
+from harness.vm.guest import Guest, GuestError, TransferError, open_guest
 from harness.oracle import generate_text
 from harness.oracle.verify import verify
-from harness.port_build import PortBuildError, build_port
-from harness.profile import GuestProfile, ProfileError, load_profile
-from harness.qemu import Machine, MachineOptions, QemuError
-from harness.report import parse_report
+from harness.port.build import PortBuildError, build_port
+from harness.vm.profile import GuestProfile, ProfileError, load_profile
+from harness.vm.machine import Machine, MachineOptions, QemuError
+from harness.port.report import parse_report
 from tests.fake_agent98 import FakeWin98Machine
 from tests.port_helpers import fixture
 

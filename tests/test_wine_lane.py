@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.artifacts import ArtifactDir
-from harness.console import Console
+from harness.core.artifacts import ArtifactDir
+from harness.vm.console import Console
 from harness.oracle import generate_text
 from harness.oracle.verify import verify
 from tests.port_helpers import win32_program
-from harness.report import parse_report, split_stdout
-from harness.wine_lane import WineAgent, live_agent_pids, windows_path, wine_agent, wine_available
+from harness.port.report import parse_report, split_stdout
+from harness.guests.win98.wine_lane import WineAgent, live_agent_pids, windows_path, wine_agent, wine_available
 from tests.port_helpers import WINE_MISSING, fixture
 
 pytestmark = pytest.mark.wine
@@ -189,7 +189,7 @@ CONFORMANCE_SCRIPT = [
 
 def test_the_scripted_windows98_stand_in_answers_like_the_real_agent(console: Console, tmp_path: Path) -> None:
     """tests/fake_agent98.py (the stand-in the win98 profile tests use) against agent98.exe: same bytes back."""
-    from harness.profile import load_profile
+    from harness.vm.profile import load_profile
     from tests.fake_agent98 import FakeWin98Machine
 
     blob = bytes(range(256)) * 40

@@ -38,7 +38,7 @@ from harness.audit import isa
 from harness.audit.binary import AuditInputError, Binary, load
 from harness.audit.scope import default_port_dirs, port_functions, port_sources
 from harness.audit.win98 import OsFinding, check, load_exports
-from harness.errors import UsageError
+from harness.core.errors import UsageError
 
 DEFAULT_ROW_LIMIT = 200
 

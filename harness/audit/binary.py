@@ -19,7 +19,7 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 ELF_MAGIC = b"\x7fELF"
 MZ_MAGIC = b"MZ"

@@ -12,8 +12,8 @@ from pathlib import Path
 import yaml
 
 from harness.audit.binary import Binary
-from harness.errors import HarnessError, UsageError
-from harness.paths import project_root
+from harness.core.errors import HarnessError, UsageError
+from harness.core.paths import project_root
 
 MAX_VERSION = (4, 0)
 

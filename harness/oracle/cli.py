@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import UsageError
+from harness.core.errors import UsageError
 from harness.oracle.generate import Oracle, c_atof, c_atoi, clamp_args
 from harness.oracle.verify import DEFAULT_TOL, verify
 

@@ -6,7 +6,7 @@ a traceback; each message names the file it is about.
 
 from __future__ import annotations
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 
 def describe_read_error(path: object, what: str, error: OSError) -> str:

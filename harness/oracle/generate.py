@@ -18,7 +18,7 @@ from harness.oracle.errors import OracleError
 from harness.oracle.model import Transformer
 from harness.oracle.sampler import Sampler
 from harness.oracle.tokenizer import BOS_ID, Tokenizer, load_tokenizer
-from harness.report import format_report
+from harness.port.report import format_report
 
 _ATOF = re.compile(
     r"\s*([+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan))", re.IGNORECASE

@@ -25,7 +25,7 @@ from harness.oracle.generate import Oracle
 from harness.oracle.rng import XorShiftRng
 from harness.oracle.sampler import apply_temperature, argmax, top_p_choice, top_p_full_order, uses_top_p
 from harness.oracle.tokenizer import BOS_ID
-from harness.report import Report, file_crc32, read_report
+from harness.port.report import Report, file_crc32, read_report
 
 DEFAULT_TOL = 1e-3
 MAX_CDF_TOL = 0.01

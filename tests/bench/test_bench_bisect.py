@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bisect import bisect, print_outcome
+from harness.perf.bisect import bisect, print_outcome
 from tests.port_helpers import fixture, fixture_dir
 from tests.test_bisect import make_port_repo, repo_snapshot
 

@@ -25,7 +25,7 @@ CALLGRIND_TIMEOUT_S = 600
 
 
 def _model_15m() -> Path:
-    from harness.modelgen import cached_checkpoint
+    from harness.port.modelgen import cached_checkpoint
     return cached_checkpoint("15M-shape")
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.artifacts import ArtifactDir
-from harness.ftp import FileServer
-from harness.guest import Guest
-from harness.profile import load_profile
-from harness.qemu import Machine, MachineOptions, SnapshotCache, file_sha256, live_qemu_pids
+from harness.core.artifacts import ArtifactDir
+from harness.vm.ftp import FileServer
+from harness.vm.guest import Guest
+from harness.vm.profile import load_profile
+from harness.vm.machine import Machine, MachineOptions, SnapshotCache, file_sha256, live_qemu_pids
 from tests.test_guest import tiny686_image
 
 pytestmark = [pytest.mark.bench, pytest.mark.vm]

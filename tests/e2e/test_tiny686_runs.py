@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import file_crc32
+from harness.port.report import file_crc32
 
 pytestmark = pytest.mark.vm
 

@@ -1,0 +1,151 @@
+"""`llama98-harness bench`: measure this checkout's port per model and record it as one results file per commit.
+
+Three modes, one question each:
+- `host`: exact instructions per token of the guest build under callgrind (no VM; what bisection uses in CI);
+- `icount`: the guest under QEMU -icount, where guest time counts guest instructions, so one run gives
+  instructions per token and a tok/s that does not depend on the host's load;
+- `wall`: the guest under plain emulation, the tok/s a user would see; noisy, so repeated (median and range).
+The file goes to a results directory (history for `--plot` / `llama98-harness plot`), optionally also to --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from harness.core.errors import UsageError
+from harness.perf.measure import (
+    DEFAULT_ICOUNT_SHIFT,
+    WALL_STEPS,
+    environment,
+    git_commit,
+    host_ipt,
+    report_ticks,
+    run_in_guest,
+    workload,
+    workload_names,
+)
+from harness.core.paths import project_root
+from harness.port.build import build_port
+from harness.perf.results import read_result, record_run, summary, write_json
+
+MODES = ("icount", "wall", "host")
+DEFAULT_REPEAT = 5
+
+
+def _progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def bench_model(name: str, mode: str, *, vm: str | None, profile: str, binary: Path | None, repeat: int,
+                icount_shift: int, timeout_scale: float) -> tuple[dict[str, object], str | None]:
+    """Measure one model in one mode; returns its figures and the guest profile used (None for host mode)."""
+    load = workload(name)
+    started = time.monotonic()
+    if mode == "host":
+        measured = host_ipt(binary or build_port("tiny686"), load)
+        return {"host_ipt": measured.per_token, "ir_short": measured.ir_short, "ir_long": measured.ir_long,
+                "positions": [load.short_steps, load.long_steps], "build": measured.build,
+                "host_wall_s": time.monotonic() - started}, None
+    if mode == "icount":
+        runs = run_in_guest(binary, load, vm=vm, profile=profile, icount_shift=icount_shift, runs=1,
+                            timeout_scale=timeout_scale, progress=_progress)
+        run = runs[0]
+        return {"guest_ipt": run.guest_ipt(load.short_steps, load.long_steps), "icount_shift": icount_shift,
+                "tok_s": run.tok_s, "ticks": report_ticks(run.report), "timer": run.report.timer.source,
+                "hz": run.report.timer.hz, "tokens": len(run.report.tokens),
+                "positions": [load.short_steps, load.long_steps], "host_wall_s": run.host_seconds}, run.profile
+    runs = run_in_guest(binary, load, vm=vm, profile=profile, runs=repeat, steps=WALL_STEPS[load.name],
+                        timeout_scale=timeout_scale, progress=_progress)
+    return {"tok_s": summary([run.tok_s for run in runs]),
+            "host_wall_s": summary([run.host_seconds for run in runs]),
+            "timer": runs[0].report.timer.source, "hz": runs[0].report.timer.hz,
+            "tokens": len(runs[0].report.tokens), "repeat": repeat}, runs[0].profile
+
+
+def _number(value: object) -> float:
+    if not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _line(name: str, mode: str, figures: dict[str, object]) -> str:
+    if mode == "host":
+        return f"{name:10} host-ipt {_number(figures['host_ipt']) / 1e6:9.4f} M instr/token (callgrind, tiny686 build)"
+    if mode == "icount":
+        return (f"{name:10} guest-ipt {_number(figures['guest_ipt']) / 1e6:9.4f} M instr/token "
+                f"(icount shift={figures['icount_shift']}), tok/s {_number(figures['tok_s']):.2f} in guest time, "
+                f"host wall {_number(figures['host_wall_s']):.1f} s")
+    tok_s = figures["tok_s"]
+    assert isinstance(tok_s, dict)
+    return (f"{name:10} tok/s median {tok_s['median']:.2f} (range {tok_s['min']:.2f}-{tok_s['max']:.2f}, "
+            f"{len(tok_s['samples'])} runs)")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.repeat < 1:
+        raise UsageError(f"--repeat must be at least 1, got {args.repeat}")
+    if args.mode != "wall" and args.repeat != DEFAULT_REPEAT and args.repeat != 1:
+        _progress(f"--repeat applies to wall mode; {args.mode} mode is deterministic and runs once")
+    names = workload_names(args.models)
+    binary = Path(args.binary) if args.binary else None
+    if binary is not None and not binary.is_file():
+        raise UsageError(f"--binary {binary} does not exist")
+    commit = git_commit(project_root()) or {"sha": "0" * 40, "subject": "(not a git checkout)", "date": "",
+                                             "dirty": True}
+    models: dict[str, dict[str, object]] = {}
+    profile_used: str | None = None
+    for name in names:
+        _progress(f"{name}: measuring in {args.mode} mode")
+        figures, profile_used = bench_model(name, args.mode, vm=args.vm, profile=args.profile, binary=binary,
+                                            repeat=args.repeat if args.mode == "wall" else 1,
+                                            icount_shift=args.icount_shift, timeout_scale=args.timeout_scale)
+        models[name] = figures
+        print(_line(name, args.mode, figures), flush=True)
+    mode = "host-ipt" if args.mode == "host" else args.mode
+    env = environment(profile=profile_used, qemu_binary=None if args.mode == "host" else "qemu-system-i386")
+    if binary is not None:
+        env["binary"] = str(binary)
+    results_dir = Path(args.results) if args.results else _default_results_dir()
+    path = record_run(results_dir, commit, mode, env, models)
+    print(f"results: {path} (commit {str(commit['sha'])[:12]}{', dirty' if commit.get('dirty') else ''})")
+    if args.json:
+        print(f"json: {write_json(Path(args.json), read_result(path).to_json())}")
+    if args.plot:
+        from harness.perf.plot import load_history, plot_history
+
+        metric = {"host": "host_ipt", "icount": "guest_ipt", "wall": "tok_s"}[args.mode]
+        print(f"plot: {plot_history(load_history(results_dir), Path(args.plot), metric, mode)}")
+    return 0
+
+
+def _default_results_dir() -> Path:
+    from harness.perf.plot import default_results_dir
+
+    return default_results_dir()
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `llama98-harness bench`."""
+    parser = subparsers.add_parser(
+        "bench", help="measure the port's speed per model (host callgrind, guest icount or wall clock)",
+        description="Build this checkout's port, measure it per model, and record the figures in a results "
+                    "file named after the commit (asv-like history; see harness/perf/results.py).")
+    parser.add_argument("--vm", metavar="IMAGE", default=None, help="guest image (default: the built-in tiny686)")
+    parser.add_argument("--profile", default="auto", help="guest profile: tiny686, win98 or auto (default)")
+    parser.add_argument("--models", default="260K", help="comma-separated: 260K, 15M-shape (default 260K)")
+    parser.add_argument("--mode", choices=MODES, default="icount",
+                        help="icount (deterministic guest instructions/token; default), wall (tok/s, repeated) "
+                             "or host (callgrind, no VM)")
+    parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, metavar="N",
+                        help=f"wall mode: runs per model, median and range reported (default {DEFAULT_REPEAT})")
+    parser.add_argument("--icount-shift", type=int, default=DEFAULT_ICOUNT_SHIFT, metavar="N",
+                        help=f"icount mode: guest time advances 2^N ns per instruction (default {DEFAULT_ICOUNT_SHIFT})")
+    parser.add_argument("--binary", metavar="PATH", help="measure this prebuilt binary instead of building one")
+    parser.add_argument("--results", metavar="DIR", help="results directory (default: the harness cache's results/)")
+    parser.add_argument("--json", metavar="OUT", help="also write this commit's results file here")
+    parser.add_argument("--plot", metavar="OUT.png", help="draw the metric per commit from the results directory")
+    parser.add_argument("--timeout-scale", type=float, default=1.0, help="multiply guest timeouts (slow hosts)")
+    parser.set_defaults(func=_cmd_bench)

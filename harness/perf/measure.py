@@ -1,0 +1,304 @@
+"""Measure the port's speed: exact instructions per token on the host, and guest figures from a run's report.
+
+Speed comparisons between commits need a figure that does not move with host load. Two are (nearly) exact:
+- host-ipt: instructions per token of the guest build (tiny686: gcc -m32 -march=pentium2 -O2 -static) counted by
+  valgrind callgrind. Two runs that differ only in length are subtracted, so loading, CRC and setup cancel:
+  (Ir at -n LONG - Ir at -n SHORT) / (LONG - SHORT). Needs no VM. Repeats agree to ~2e-5 (the port prints its
+  timer readings, and their digits vary).
+- guest-ipt: under QEMU `-icount shift=N,sleep=off` guest time advances 2^N ns per guest instruction, so the
+  port's raw timer ticks convert back to instructions: ticks * (1e9 / hz) / 2^N. The count includes whatever the
+  guest kernel runs meanwhile (timer interrupts land at different points of each run), so repeats agree to ~0.1%
+  rather than exactly, and it sits within ~1% of host-ipt for the same binary.
+Wall-clock tok/s in the guest is the figure users care about but is noisy; it is computed from the same report.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.core.errors import HarnessError, UsageError
+from harness.port.report import Report, ReportError, read_report
+
+CALLGRIND_TIMEOUT_S = 900
+HOST_BUILD = "tiny686"
+# What each build's compiler is given (the makefiles in ports/llama98 are the source of truth).
+BUILD_FLAGS: dict[str, tuple[str, str]] = {
+    "tiny686": ("gcc", "-std=c89 -m32 -march=pentium2 -O2 -static (model.c: -fexcess-precision=fast)"),
+    "win32": ("i686-w64-mingw32-gcc", "-std=c89 -march=pentium2 -O2 -static-libgcc -mconsole"),
+}
+PROFILE_BUILDS: dict[str, str] = {"win98": "win32"}  # every other profile runs the tiny686 build
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+class MeasureError(HarnessError):
+    """A measurement could not be taken: the tool is missing, the port crashed, or the run ended early."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A model, its tokenizer and the positions measured: tokens SHORT..LONG of a greedy (-t 0) run."""
+
+    name: str
+    model: Path
+    tokenizer: Path
+    short_steps: int
+    long_steps: int
+
+    @property
+    def measured_tokens(self) -> int:
+        return self.long_steps - self.short_steps
+
+    def port_args(self, steps: int) -> list[str]:
+        return [str(self.model), "-z", str(self.tokenizer), "-t", "0", "-s", "42", "-n", str(steps)]
+
+
+# Positions measured per model: late enough that attention over the context shows, short enough to be quick.
+WORKLOAD_POSITIONS: dict[str, tuple[int, int]] = {"260K": (20, 40), "15M-shape": (4, 8)}
+# Guest runs for wall-clock tok/s are longer: the figure is per token, and more tokens average the host's noise.
+WALL_STEPS: dict[str, int] = {"260K": 200, "15M-shape": 32}
+WORKLOAD_ALIASES: dict[str, str] = {"stories260K": "260K", "stories260k": "260K", "260k": "260K",
+                                    "15M": "15M-shape", "15m-shape": "15M-shape"}
+
+
+def workload_names(text: str) -> list[str]:
+    """Parse a comma-separated --models value into canonical names; unknown names are a usage error."""
+    names: list[str] = []
+    for raw in (item.strip() for item in text.split(",")):
+        if not raw:
+            continue
+        name = WORKLOAD_ALIASES.get(raw, raw)
+        if name not in WORKLOAD_POSITIONS:
+            raise UsageError(f"unknown model {raw!r}: choose from {', '.join(WORKLOAD_POSITIONS)}")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise UsageError("--models is empty: name at least one of " + ", ".join(WORKLOAD_POSITIONS))
+    return names
+
+
+def workload(name: str, short_steps: int | None = None, long_steps: int | None = None) -> Workload:
+    """The files and positions of a named workload; fixtures are local only (never downloaded here)."""
+    from harness.port.downloads import resolve
+
+    name = WORKLOAD_ALIASES.get(name, name)
+    if name not in WORKLOAD_POSITIONS:
+        raise UsageError(f"unknown model {name!r}: choose from {', '.join(WORKLOAD_POSITIONS)}")
+    short_default, long_default = WORKLOAD_POSITIONS[name]
+    short = short_default if short_steps is None else short_steps
+    long = long_default if long_steps is None else long_steps
+    if not 1 <= short < long:
+        raise UsageError(f"positions must satisfy 1 <= short < long, got {short} and {long}")
+    if name == "260K":
+        model = resolve("stories260K.bin", allow_download=False)
+        tokenizer = resolve("tok512.bin", allow_download=False)
+    else:
+        from harness.port.modelgen import cached_checkpoint
+
+        model = cached_checkpoint("15M-shape")
+        tokenizer = resolve("tokenizer.bin", allow_download=False)
+    return Workload(name, model, tokenizer, short, long)
+
+
+@dataclass(frozen=True)
+class HostIpt:
+    """Instructions per token of one build under callgrind, with the raw counts it came from."""
+
+    per_token: float
+    ir_short: int
+    ir_long: int
+    short_steps: int
+    long_steps: int
+    build: str = HOST_BUILD
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _valgrind() -> str:
+    path = shutil.which("valgrind")
+    if path is None:
+        raise MeasureError("valgrind not found: apt-get install valgrind")
+    return path
+
+
+def callgrind_instructions(binary: Path, load: Workload, steps: int, timeout: float = CALLGRIND_TIMEOUT_S) -> int:
+    """Total instructions (Ir) of one run of `binary` under callgrind; the run must produce all `steps` tokens."""
+    with tempfile.TemporaryDirectory(prefix="llama98-ipt-") as tmp:
+        report_path = Path(tmp) / "run.rep"
+        command = [_valgrind(), "--tool=callgrind", "--callgrind-out-file=/dev/null", str(binary),
+                   *load.port_args(steps), "-r", str(report_path)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False,
+                                    stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise MeasureError(f"callgrind run of {binary} (-n {steps}) timed out after {timeout:g} s") from None
+        if result.returncode != 0:
+            last = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("==")]
+            why = last[-1] if last else f"exit code {result.returncode}"
+            raise MeasureError(f"the port failed under callgrind (-n {steps}, exit {result.returncode}): {why}")
+        match = _COLLECTED.search(result.stderr)
+        if match is None:
+            raise MeasureError(f"callgrind printed no 'Collected' count for {binary} (-n {steps})")
+        try:
+            produced = len(read_report(report_path).tokens)
+        except ReportError as error:
+            raise MeasureError(f"the port's report is unusable: {error}") from None
+        if produced != steps:
+            raise MeasureError(f"the run stopped after {produced} of {steps} tokens; the difference would be wrong")
+        return int(match.group(1))
+
+
+def host_ipt(binary: Path, load: Workload, timeout: float = CALLGRIND_TIMEOUT_S) -> HostIpt:
+    """Instructions per token of `binary` on `load`: the two callgrind runs go in parallel (they are independent)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        short = pool.submit(callgrind_instructions, binary, load, load.short_steps, timeout)
+        long = pool.submit(callgrind_instructions, binary, load, load.long_steps, timeout)
+        ir_short, ir_long = short.result(), long.result()
+    per_token = (ir_long - ir_short) / load.measured_tokens
+    if per_token <= 0:
+        raise MeasureError(f"instruction counts do not grow with length ({ir_short} at -n {load.short_steps}, "
+                           f"{ir_long} at -n {load.long_steps})")
+    return HostIpt(per_token, ir_short, ir_long, load.short_steps, load.long_steps)
+
+
+def guest_instructions(ticks: int, hz: int, shift: int) -> float:
+    """Guest instructions behind `ticks` of a timer at `hz` when QEMU runs with -icount shift=`shift`."""
+    if hz <= 0:
+        raise MeasureError(f"the report's timer has hz={hz}; cannot convert ticks to time")
+    return ticks * (1e9 / hz) / float(1 << shift)
+
+
+def guest_ipt(report: Report, shift: int, short_steps: int, long_steps: int) -> float:
+    """Guest instructions per token over token lines SHORT..LONG of one run (same positions as host-ipt)."""
+    if len(report.tokens) < long_steps:
+        raise MeasureError(f"the guest run produced {len(report.tokens)} tokens, fewer than the {long_steps} needed")
+    ticks = sum(record.ticks for record in report.tokens[short_steps:long_steps])
+    return guest_instructions(ticks, report.timer.hz, shift) / (long_steps - short_steps)
+
+
+def report_ticks(report: Report) -> int:
+    """Total raw ticks of the token lines: equal in two icount runs of one binary (the determinism proof)."""
+    return sum(record.ticks for record in report.tokens)
+
+
+# --- the environment a figure was measured in -----------------------------------------------------------------
+
+def _first_line(command: list[str]) -> str | None:
+    if shutil.which(command[0]) is None:
+        return None
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (result.stdout or result.stderr).splitlines()
+    return lines[0].strip() if lines else None
+
+
+def host_cpu() -> str:
+    """The host CPU's model name from /proc/cpuinfo (or what the platform module knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit(repo: Path) -> dict[str, object] | None:
+    """sha, subject, commit date and dirtiness of the checkout at `repo` (None outside git)."""
+    def git(*args: str) -> str | None:
+        try:
+            result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30,
+                                    check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    sha = git("rev-parse", "--verify", "HEAD")
+    if not sha:
+        return None
+    subject = git("log", "-1", "--format=%s", sha) or ""
+    date = git("log", "-1", "--format=%cI", sha) or ""
+    status = git("status", "--porcelain", "--untracked-files=no", "--", "ports/llama98")
+    return {"sha": sha, "subject": subject, "date": date, "dirty": bool(status)}
+
+
+def environment(profile: str | None = None, qemu_binary: str | None = "qemu-system-i386") -> dict[str, object]:
+    """Everything a figure depends on besides the port: host CPU and cores, QEMU, compiler and flags, profile."""
+    build = PROFILE_BUILDS.get(profile or "", HOST_BUILD)
+    compiler, flags = BUILD_FLAGS[build]
+    return {
+        "host_cpu": host_cpu(),
+        "host_cores": os.cpu_count(),
+        "host_os": platform.platform(),
+        "qemu": _first_line([qemu_binary, "--version"]) if qemu_binary else None,
+        "valgrind": _first_line(["valgrind", "--version"]),
+        "compiler": _first_line([compiler, "--version"]),
+        "build": build,
+        "cflags": flags,
+        "profile": profile,
+    }
+
+
+# --- guest runs (through harness.run.session) ------------------------------------------------------------------------
+
+DEFAULT_ICOUNT_SHIFT = 1  # 2 ns of guest time per instruction; the same shift `pytest --vm-icount` uses
+
+
+@dataclass(frozen=True)
+class GuestRun:
+    """One run of the port in the guest: its parsed report and how long the host waited for it."""
+
+    report: Report
+    host_seconds: float
+    profile: str
+    icount_shift: int | None
+
+    @property
+    def tok_s(self) -> float:
+        value = self.report.tok_per_s()
+        if value is None:
+            raise MeasureError("the guest run produced fewer than 2 tokens; tok/s is undefined")
+        return value
+
+    def guest_ipt(self, short_steps: int, long_steps: int) -> float:
+        if self.icount_shift is None:
+            raise MeasureError("guest instructions per token need an -icount run")
+        return guest_ipt(self.report, self.icount_shift, short_steps, long_steps)
+
+
+def run_in_guest(binary: Path | None, load: Workload, *, vm: str | None = None, profile: str = "auto",
+                 icount_shift: int | None = None, runs: int = 1, steps: int | None = None,
+                 artifacts: Path | None = None, timeout_scale: float = 1.0,
+                 progress=None) -> list[GuestRun]:  # type: ignore[no-untyped-def]
+    """Boot the guest once, inject `binary` (None: build for the guest) and the workload, run it `runs` times.
+
+    Each run is greedy (-t 0) for `steps` (default LONG) steps, so host-ipt and guest-ipt cover the same positions.
+    """
+    steps = steps or load.long_steps
+    if steps < load.long_steps:
+        raise UsageError(f"a guest run needs at least {load.long_steps} steps for {load.name}, got {steps}")
+    from harness.port.models import ModelChoice
+    from harness.run.session import PortArgs, Session, SessionOptions
+
+    options = SessionOptions(vm=vm, profile=profile, binary=binary, icount_shift=icount_shift,
+                             artifacts=artifacts, timeout_scale=timeout_scale, progress=progress)
+    results: list[GuestRun] = []
+    with Session(options) as session:
+        injected = session.inject_model(ModelChoice(load.model, load.tokenizer, load.name))
+        for _ in range(runs):
+            run = session.run_port(injected, PortArgs(temperature=0.0, steps=steps))
+            if len(run.report.tokens) < load.long_steps:  # the positions guest-ipt is measured over
+                raise MeasureError(f"the guest run stopped after {len(run.report.tokens)} of {steps} "
+                                   f"tokens; artifacts: {session.artifacts}")
+            results.append(GuestRun(run.report, run.seconds, session.profile.name, icount_shift))
+    return results

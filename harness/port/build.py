@@ -1,0 +1,196 @@
+"""Build the llama98 C89 port for one target and cache the binary.
+
+Every consumer (tests, the guest runs, bisection over other commits) needs the same few binaries, built from
+whatever `ports/llama98` checkout it points at. Building copies the sources into a temporary directory and runs
+the port's own makefile there, so a checkout is never written to; the result is cached under a key made of the
+sources, the makefile, the target and the compiler version, so an unchanged port is built once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.core.errors import HarnessError
+from harness.core.paths import cache_dir, project_root
+
+BUILD_TIMEOUT_S = 300
+ERROR_LINES_SHOWN = 6
+
+
+class PortBuildError(HarnessError):
+    """The compiler or make failed, or the toolchain for a target is missing."""
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """How one target is built: which makefile, which make variables, which compiler it needs."""
+
+    makefile: str
+    make_vars: tuple[str, ...]
+    compiler: str
+    binary: str
+    install_hint: str
+
+
+TARGETS: dict[str, TargetSpec] = {
+    "native": TargetSpec("gcc.mk", ("TARGET=native",), "gcc", "llama98", "apt-get install gcc"),
+    "native-asan": TargetSpec("gcc.mk", ("TARGET=native-asan",), "gcc", "llama98", "apt-get install gcc"),
+    "tiny686": TargetSpec("gcc.mk", ("TARGET=tiny686",), "gcc", "llama98", "apt-get install gcc-multilib"),
+    "win32": TargetSpec(
+        "mingw.mk", (), "i686-w64-mingw32-gcc", "llama98.exe", "apt-get install gcc-mingw-w64-i686"
+    ),
+}
+
+
+# Programs under ports/: the llama98 port itself and agent98, the Windows 98 serial agent (Win32 only).
+PROGRAM_TARGETS: dict[str, tuple[str, ...]] = {
+    "llama98": tuple(TARGETS),
+    "agent98": ("win32",),
+}
+
+
+def default_src_dir(program: str = "llama98") -> Path:
+    """The sources of `program` in this checkout (ports/<program>)."""
+    return project_root() / "ports" / program
+
+
+def _check_program(program: str, target: str) -> None:
+    if program not in PROGRAM_TARGETS:
+        raise PortBuildError(f"unknown program {program!r}: choose one of {', '.join(PROGRAM_TARGETS)}")
+    if target not in PROGRAM_TARGETS[program]:
+        raise PortBuildError(f"{program} is built only for target {', '.join(PROGRAM_TARGETS[program])}, "
+                             f"not {target!r}")
+
+
+def _binary_name(spec: TargetSpec, program: str) -> str:
+    """The file the makefile produces: the target's binary name with the program's name."""
+    return spec.binary.replace("llama98", program)
+
+
+def _source_files(src_dir: Path) -> list[Path]:
+    """The files a build reads: every C source and header (makefiles are hashed separately)."""
+    files = sorted(p for p in src_dir.iterdir() if p.is_file() and p.suffix in (".c", ".h"))
+    if not any(p.suffix == ".c" for p in files):
+        raise PortBuildError(f"no C sources in {src_dir}: --src must point at a ports/llama98 directory")
+    return files
+
+
+def _compiler_version(compiler: str, install_hint: str) -> str:
+    """First line of `CC --version`; a missing compiler is a user-facing error with the package to install."""
+    if shutil.which(compiler) is None:
+        raise PortBuildError(f"compiler {compiler} not found: {install_hint}")
+    result = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60, check=False)
+    return result.stdout.splitlines()[0] if result.stdout else compiler
+
+
+def build_key(target: str, src_dir: Path, program: str = "llama98") -> str:
+    """sha256 over program, target, compiler version, makefile and sources: equal keys mean identical binaries."""
+    spec = _spec(target)
+    digest = hashlib.sha256()
+    if program != "llama98":  # keeps the keys (and caches) of existing llama98 builds unchanged
+        digest.update(f"program={program}\n".encode())
+    digest.update(f"target={target}\n".encode())
+    digest.update(f"compiler={_compiler_version(spec.compiler, spec.install_hint)}\n".encode())
+    makefile = src_dir / spec.makefile
+    if not makefile.is_file():
+        raise PortBuildError(f"{makefile} not found: --src must point at a ports/llama98 directory")
+    for path in [makefile, *_source_files(src_dir)]:
+        digest.update(f"file={path.name} bytes={path.stat().st_size}\n".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _spec(target: str) -> TargetSpec:
+    try:
+        return TARGETS[target]
+    except KeyError:
+        raise PortBuildError(f"unknown target {target!r}: choose one of {', '.join(TARGETS)}") from None
+
+
+def _first_errors(output: str) -> str:
+    """The compiler lines that say what went wrong (lines with 'error' first), joined into one line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    chosen = (errors or lines)[:ERROR_LINES_SHOWN]
+    return " | ".join(chosen) if chosen else "no output"
+
+
+def _run_make(spec: TargetSpec, build_dir: Path, src_copy: Path, binary_name: str) -> Path:
+    command = ["make", "-s", "-f", str(src_copy / spec.makefile), f"SRC={src_copy}", *spec.make_vars]
+    try:
+        result = subprocess.run(
+            command, cwd=build_dir, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
+        )
+    except FileNotFoundError:
+        raise PortBuildError("make not found: apt-get install make") from None
+    except subprocess.TimeoutExpired:
+        raise PortBuildError(f"building the port timed out after {BUILD_TIMEOUT_S} s in {build_dir}") from None
+    binary = build_dir / binary_name
+    if result.returncode != 0 or not binary.is_file():
+        raise PortBuildError(f"build failed: {_first_errors(result.stderr + result.stdout)}")
+    return binary
+
+
+def build_port(target: str, src_dir: Path | None = None, out: Path | None = None,
+               program: str = "llama98") -> Path:
+    """Build (or reuse from the cache) `program` (llama98 or agent98) for `target` and return the binary's path.
+
+    `src_dir` defaults to this checkout's ports/<program> and is only read. With `out`, the binary is also copied
+    there and that path is returned; otherwise the cached path is returned (treat it as read-only).
+    """
+    spec = _spec(target)
+    _check_program(program, target)
+    binary_name = _binary_name(spec, program)
+    src = (src_dir or default_src_dir(program)).resolve()
+    if not src.is_dir():
+        raise PortBuildError(f"port source directory {src} does not exist")
+    key = build_key(target, src, program)
+    cached = cache_dir("builds", key) / binary_name
+    if not cached.is_file():
+        with tempfile.TemporaryDirectory(prefix="llama98-build-") as tmp:
+            tmp_path = Path(tmp)
+            src_copy = tmp_path / "src"
+            src_copy.mkdir()
+            for path in [src / spec.makefile, *_source_files(src)]:
+                shutil.copy2(path, src_copy / path.name)
+            build_dir = tmp_path / "build"
+            build_dir.mkdir()
+            binary = _run_make(spec, build_dir, src_copy, binary_name)
+            staging = cached.with_name(f".{binary_name}.{os.getpid()}.tmp")
+            shutil.copy2(binary, staging)
+            os.replace(staging, cached)
+    if out is None:
+        return cached
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(cached, out)
+    return out
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    path = build_port(args.target, Path(args.src) if args.src else None, Path(args.output) if args.output else None,
+                      program=args.program)
+    print(path)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `llama98-harness build`."""
+    parser = subparsers.add_parser(
+        "build",
+        help="build the llama98 port for a target and print the binary's path",
+        description="Build the llama98 C89 port (cached by source hash) and print the binary's path.",
+    )
+    parser.add_argument("--target", choices=sorted(TARGETS), default="native", help="what to build for")
+    parser.add_argument("--program", choices=sorted(PROGRAM_TARGETS), default="llama98",
+                        help="what to build: the llama98 port or agent98 (the Windows 98 serial agent, win32 only)")
+    parser.add_argument("--src", metavar="DIR", help="sources (default: this checkout's ports/<program>)")
+    parser.add_argument("-o", "--output", metavar="PATH", help="also copy the binary here")
+    parser.set_defaults(func=_cmd_build)

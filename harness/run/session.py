@@ -1,0 +1,272 @@
+"""A Session is one guest, ready, with the llama98 binary inside: the unit the CLI, the pytest plugin and the
+benchmarks share.
+
+It owns the run's artifact directory and wires the layers of DESIGN.md together: it picks the guest profile and
+image, builds (or takes) the binary for that guest, opens the guest (Machine + FileServer + Guest, torn down on
+any exit), injects files by FTP with checksum verification, runs the port with `-r -` and parses its report.
+Checking a run against the oracle lives in harness/port/check.py, so nothing here knows about numpy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.core.artifacts import ArtifactDir
+from harness.core.errors import HarnessError
+from harness.core.lifecycle import StartStop
+from harness.vm.guest import FetchResult, Guest, open_guest
+from harness.guests.detect import detect_profile
+from harness.port.models import ModelChoice
+from harness.vm.profile import GuestProfile, load_profile
+from harness.vm.machine import MachineOptions
+from harness.port.report import Report, ReportError, split_stdout
+
+BUILTIN_GUEST = "tiny686"
+CLEAN_STATE = "harness-clean"
+# Which build of the port each kind of guest console runs.
+PORT_TARGETS = {"posix-shell": "tiny686", "agent98": "win32"}
+TOK_S_LINE = re.compile(rb"(?:^|\n)achieved tok/s: [^\n]*\n\Z")
+SIGNALS = {4: "SIGILL, illegal instruction", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL (out of memory?)",
+           11: "SIGSEGV, segmentation fault"}
+# Generous guest speed floor used to size timeouts: TCG emulation of x87 code on a busy host.
+MIN_GUEST_MACS_PER_SECOND = 2.0e6
+
+
+class SessionError(HarnessError):
+    """A guest run could not be set up or the port did not run to completion."""
+
+
+@dataclass
+class SessionOptions:
+    """How the guest is chosen and started; every field has the default a user would expect."""
+
+    vm: str | None = None  # None or "tiny686": the built-in stand-in; else a disk image path
+    profile: str = "auto"  # "auto": detect from the image
+    binary: Path | None = None  # a prebuilt llama98 for the guest instead of building one
+    icount_shift: int | None = None  # deterministic guest time: -icount shift=N,sleep=off
+    use_snapshot: bool = True
+    artifacts: Path | None = None
+    timeout_scale: float = 1.0
+    ftp_mode: str | None = None  # passive | active | None (profile default)
+    progress: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class PortArgs:
+    """The llama2.c-style arguments of one port run (the same values feed the oracle)."""
+
+    temperature: float = 0.0
+    topp: float = 0.9
+    seed: int = 42
+    steps: int = 200
+    prompt: bytes | None = None
+
+    def argv(self, model: str, tokenizer: str, encoding: str = "utf-8") -> list[str]:
+        """The command line; the prompt is decoded with the console's encoding so that its exact bytes are what
+        reach the guest (the console encodes the line with the same codec)."""
+        args = [model, "-z", tokenizer, "-t", f"{self.temperature:g}", "-p", f"{self.topp:g}",
+                "-s", str(self.seed), "-n", str(self.steps)]
+        if self.prompt:
+            args += ["-i", self.prompt.decode(encoding, errors="surrogateescape")]
+        return args + ["-r", "-"]
+
+
+@dataclass
+class PortRun:
+    """What one run of the port in the guest produced."""
+
+    command: str
+    exit_code: int
+    text: bytes
+    report: Report
+    seconds: float
+    guest_tok_s_line: str | None = None
+
+
+@dataclass
+class InjectedModel:
+    """A model and tokenizer inside the guest, with the transfers that put them there."""
+
+    choice: ModelChoice
+    checkpoint: str
+    tokenizer: str
+    fetches: list[FetchResult] = field(default_factory=list)
+
+
+def resolve_guest(vm: str | None, profile_name: str = "auto",
+                  progress: Callable[[str], None] | None = None) -> tuple[GuestProfile, Path]:
+    """The profile and disk image for `--vm` / `--vm-profile` (the built-in tiny686 is built on demand)."""
+    if vm is None or vm == BUILTIN_GUEST:
+        from harness.guests.tiny686.image import build_guest
+
+        if progress:
+            progress("guest image: tiny686 (built from Debian packages on first use, then cached)")
+        image = build_guest(BUILTIN_GUEST)
+        return load_profile(profile_name if profile_name != "auto" else BUILTIN_GUEST), image
+    image = Path(vm)
+    name = detect_profile(image) if profile_name == "auto" else profile_name
+    return load_profile(name), image
+
+
+def port_target(profile: GuestProfile) -> str:
+    """The build target of the port for a guest profile."""
+    try:
+        return PORT_TARGETS[profile.console.kind]
+    except KeyError:
+        raise SessionError(f"no llama98 build target for console kind {profile.console.kind!r}") from None
+
+
+def quote_argument(profile: GuestProfile, argument: str) -> str:
+    """Quote one argument for the guest's command line (POSIX shell, or Windows' CreateProcess rules)."""
+    if profile.console.kind == "posix-shell":
+        return shlex.quote(argument)
+    if argument and not re.search(r'[\s"]', argument):
+        return argument
+    escaped = re.sub(r'(\\*)"', lambda m: m.group(1) * 2 + '\\"', argument)
+    escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)
+    return f'"{escaped}"'
+
+
+def describe_exit(exit_code: int) -> str:
+    """An exit code in words, naming the signal when a POSIX shell reports 128+N."""
+    if exit_code > 128 and exit_code - 128 in SIGNALS:
+        return f"exit code {exit_code} (killed by signal {exit_code - 128}: {SIGNALS[exit_code - 128]})"
+    return f"exit code {exit_code}"
+
+
+def run_timeout(choice: ModelChoice, steps: int, scale: float) -> float:
+    """How long a port run may take: load time plus the forward passes the port will really run (llama2.c turns
+    0, negative or > seq_len steps into seq_len) at a pessimistic emulated speed."""
+    with choice.checkpoint.open("rb") as handle:
+        seq_len = int.from_bytes(handle.read(28)[24:28], "little", signed=True)
+    steps = steps if 0 < steps <= seq_len else seq_len
+    model_bytes = choice.checkpoint.stat().st_size
+    per_token = (model_bytes / 4) / MIN_GUEST_MACS_PER_SECOND
+    return (120.0 + max(steps, 1) * per_token + model_bytes / 2e6) * scale
+
+
+class Session(StartStop):
+    """A ready guest with the port binary injected. Use as a context manager (everything is stopped on exit)."""
+
+    def __init__(self, options: SessionOptions | None = None) -> None:
+        self.options = options or SessionOptions()
+        self.profile, self.image = resolve_guest(self.options.vm, self.options.profile, self.options.progress)
+        self.artifacts = ArtifactDir(self.options.artifacts)  # only once the guest is known to be usable
+        self.binary = self.options.binary
+        self.guest: Guest | None = None
+        self.binary_path = ""
+        self.binary_fetch: FetchResult | None = None
+        self._stack = contextlib.ExitStack()
+        self._has_clean_state = False
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+
+    def _say(self, message: str) -> None:
+        if self.options.progress:
+            self.options.progress(message)
+
+    def start(self) -> None:
+        """Build the binary, boot (or resume) the guest, inject the binary."""
+        if self.binary is None:
+            from harness.port.build import build_port
+
+            target = port_target(self.profile)
+            self._say(f"building llama98 for {self.profile.name} (target {target})")
+            self.binary = build_port(target)
+        elif not self.binary.is_file():
+            raise SessionError(f"llama98 binary not found: {self.binary}")
+        machine_options = MachineOptions(icount_shift=self.options.icount_shift,
+                                         use_snapshot=self.options.use_snapshot)
+        self._say(f"starting guest {self.profile.name} from {self.image} (artifacts: {self.artifacts})")
+        ready_timeout = self.profile.console.boot_timeout * self.options.timeout_scale
+        self.guest = self._stack.enter_context(
+            open_guest(self.profile, self.image, self.artifacts, machine_options, ready_timeout=ready_timeout))
+        ready = self.guest.ready
+        if ready is not None:
+            how = "resumed from snapshot" if ready.from_snapshot else "cold boot"
+            self._say(f"guest ready in {ready.seconds:.1f} s ({how})")
+        self.binary_fetch = self.fetch(self.binary, self.profile.files.names["binary"])
+        self.binary_path = self.binary_fetch.guest_path
+        if self.profile.console.kind == "posix-shell":
+            self.guest.run_checked(f"chmod +x {shlex.quote(self.binary_path)}", 20)
+
+    def save_clean_state(self) -> None:
+        """Remember the guest as it is now (binary injected, nothing else) so tests can return to it."""
+        self._require_guest().machine.save_state(CLEAN_STATE)
+        self._has_clean_state = True
+
+    def revert_to_clean_state(self) -> None:
+        """Put the guest back to the saved clean state, then resync the console and the guest clock."""
+        guest = self._require_guest()
+        if not self._has_clean_state:
+            raise SessionError("no clean state saved in this session")
+        guest.machine.revert_state(CLEAN_STATE)
+        guest.console.sync()
+        guest.set_clock()
+
+    def stop(self) -> None:
+        """Stop the guest, the FTP server and QEMU (idempotent)."""
+        self._stack.close()
+        self.guest = None
+
+    # -- work -----------------------------------------------------------------------------------------------------
+
+    def _require_guest(self) -> Guest:
+        if self.guest is None:
+            raise SessionError("the session is not started")
+        return self.guest
+
+    def fetch(self, host_file: Path, guest_name: str, must_fit_in_memory: bool = False,
+              mode: str | None = None) -> FetchResult:
+        """Inject one file by FTP (`mode`, else the session's, else the profile's) and verify it in the guest."""
+        guest = self._require_guest()
+        size_mb = host_file.stat().st_size / 1e6
+        mode = mode or self.options.ftp_mode or self.profile.ftp.default_mode
+        self._say(f"injecting {host_file.name} ({size_mb:.1f} MB) as {guest_name} over {mode} FTP")
+        result = guest.fetch(host_file, guest_name, mode=mode, must_fit_in_memory=must_fit_in_memory)
+        self._say(f"  {result.size / 1e6:.1f} MB in {result.seconds:.2f} s ({result.megabytes_per_second:.1f} MiB/s), "
+                  f"{self.profile.files.checksum.algorithm} verified in the guest")
+        return result
+
+    def inject_model(self, choice: ModelChoice, mode: str | None = None) -> InjectedModel:
+        """Put a checkpoint and its tokenizer into the guest (refusing a model the guest RAM cannot hold)."""
+        names = self.profile.files.names
+        model = self.fetch(choice.checkpoint, names["model"], must_fit_in_memory=True, mode=mode)
+        tokenizer = self.fetch(choice.tokenizer, names["tokenizer"], mode=mode)
+        return InjectedModel(choice, model.guest_path, tokenizer.guest_path, [model, tokenizer])
+
+    def run_port(self, injected: InjectedModel, args: PortArgs, timeout: float | None = None) -> PortRun:
+        """Run llama98 in the guest with `-r -` and parse what it printed."""
+        guest = self._require_guest()
+        argv = [self.binary_path,
+                *args.argv(injected.checkpoint, injected.tokenizer, self.profile.console.encoding)]
+        command = " ".join(quote_argument(self.profile, part) for part in argv)
+        limit = timeout or run_timeout(injected.choice, args.steps, self.options.timeout_scale)
+        self._say(f"running llama98 in the guest ({args.steps} steps, timeout {limit:.0f} s)")
+        if self.profile.console.kind == "agent98":
+            # agent98 kills a program after its own per-command timeout (3600 s by default): align it with ours.
+            guest.run_checked(f"!timeout {int(limit) + 60}", 20)
+        result = guest.run(command, limit)
+        raw = result.output.encode(self.profile.console.encoding, errors="surrogateescape")
+        raw = raw if raw.endswith(b"\n") else raw + b"\n"
+        if result.exit_code != 0:
+            last = (result.output.strip().splitlines() or ["no output"])[-3:]
+            raise SessionError(f"llama98 failed in the guest with {describe_exit(result.exit_code)}: "
+                               f"{' | '.join(last)}; artifacts: {self.artifacts}")
+        try:
+            text, report = split_stdout(raw, source=f"guest output ({self.artifacts.serial_transcript})")
+        except ReportError as error:
+            raise SessionError(f"{error}; artifacts: {self.artifacts}") from None
+        tok_s_line = None
+        match = TOK_S_LINE.search(text)
+        if match:
+            tok_s_line = match.group(0).strip().decode("ascii", errors="replace")
+            text = text[: match.start() + (1 if match.group(0).startswith(b"\n") else 0)]
+        (self.artifacts.path / "report.txt").write_bytes(raw[raw.rfind(b"llama98 report "):])
+        (self.artifacts.path / "text.txt").write_bytes(text)
+        return PortRun(command, result.exit_code, text, report, result.seconds, tok_s_line)
