@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from harness.core.errors import HarnessError
+from harness.core.logs import setup_cli_logging
 
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.port.build",
@@ -48,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_cli_logging()
     try:
         return int(args.func(args) or 0)
     except HarnessError as error:

@@ -131,5 +131,5 @@ def test_drain_is_bounded_when_the_guest_never_stops_printing(shell: Console) ->
     shell.send_line("yes llama98")  # prints forever
     start = time.monotonic()
     drained = shell.drain(quiet=0.3, limit=2.0)
-    assert time.monotonic() - start < 5.0
+    assert time.monotonic() - start < 2.0 + 8.0  # the limit plus slack for a loaded host; unbounded would hang
     assert "llama98" in drained

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.guests.detect import ImageError, detect_profile, probe_format, read_partitions
+from harness.core.errors import ImageError
+from harness.guests.detect import detect_profile, read_partitions
+from harness.vm.disk import DiskImage
 from tests.diskimages import make_fat32_disk, write_mbr
 
 
@@ -36,7 +38,7 @@ def test_qcow2_input_is_read_through_a_copy(tmp_path: Path) -> None:
     qcow = tmp_path / "win98.qcow2"
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(qcow)], check=True)
     before = sha256(qcow)
-    assert probe_format(qcow) == "qcow2"
+    assert DiskImage.probe(qcow).format == "qcow2"
     assert detect_profile(qcow) == "win98"
     assert sha256(qcow) == before
 
@@ -50,7 +52,7 @@ def test_partition_table_is_parsed(tmp_path: Path) -> None:
 
 
 def test_missing_image_is_a_one_line_error(tmp_path: Path) -> None:
-    with pytest.raises(ImageError, match="image not found"):
+    with pytest.raises(ImageError, match="does not exist"):
         detect_profile(tmp_path / "nope.img")
 
 

@@ -54,7 +54,7 @@ def test_unknown_model_name_lists_the_known_ones() -> None:
 
 def test_run_cli_refuses_bad_input_in_one_line_before_booting(tmp_path: Path) -> None:
     cases = [
-        (["--vm", str(tmp_path / "missing.img")], "image not found"),
+        (["--vm", str(tmp_path / "missing.img")], "does not exist"),
         (["--model", str(fixture("stories260K.bin")), "--tokenizer", str(fixture("tokenizer.bin"))],
          "wrong tokenizer"),
     ]

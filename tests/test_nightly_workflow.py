@@ -195,7 +195,7 @@ def test_bench_command_exists(workflow: dict[str, Any]) -> None:
 
 
 def test_pytest_options_exist_in_the_plugin(workflow: dict[str, Any]) -> None:
-    plugin = (project_root() / "harness" / "pytest_plugin.py").read_text()
+    plugin = (project_root() / "harness" / "pytest_plugin" / "options.py").read_text()
     known = set(re.findall(r'addoption\(\s*"(--[a-z0-9-]+)"', plugin)) | {
         "--junitxml", "--durations", "-m", "-n"}
     for words in _command_lines(workflow, "-m pytest"):

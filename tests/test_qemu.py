@@ -24,18 +24,12 @@ from harness.vm.console import ConsoleTimeout
 from harness.vm.ftp import FileServer
 from harness.vm.guest import Guest
 from harness.vm.profile import load_profile
-from harness.vm.machine import (
-    SNAPSHOT_NAME,
-    DiskImage,
-    ImageError,
-    Machine,
-    MachineOptions,
-    QemuError,
-    QemuLaunchError,
-    SnapshotCache,
-    file_sha256,
-    live_qemu_pids,
-)
+from harness.core.errors import ImageError
+from harness.core.hashing import file_sha256
+from harness.vm.disk import DiskImage
+from harness.vm.machine import Machine, MachineOptions
+from harness.vm.processes import QemuError, QemuLaunchError, live_qemu_pids
+from harness.vm.snapshots import SNAPSHOT_NAME, SnapshotCache
 
 
 def _process_gone(pid: int, within: float = 10.0) -> bool:
@@ -124,18 +118,22 @@ def test_icount_and_kvm_only_when_asked(spinning_image: Path, artifacts: Artifac
 
 def test_missing_unreadable_and_non_disk_images_are_one_line_errors(tmp_path: Path, artifacts: ArtifactDir) -> None:
     with pytest.raises(ImageError, match=r"does not exist; artifacts: ") as info:
-        DiskImage.probe(tmp_path / "absent.img", artifacts)
+        Machine(load_profile("tiny686"), tmp_path / "absent.img", artifacts, MachineOptions(use_snapshot=False)).start()
     assert str(artifacts) in str(info.value) and "\n" not in str(info.value)
     text = tmp_path / "notes.txt"
     text.write_text("this is not a disk\n" * 100)
     with pytest.raises(ImageError, match="is not a disk image"):
-        DiskImage.probe(text, artifacts)
+        DiskImage.probe(text).require_bootable()
+    with pytest.raises(ImageError, match="is a directory"):
+        DiskImage.probe(tmp_path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
     with pytest.raises(ImageError, match="is not a regular file"):
-        DiskImage.probe(tmp_path, artifacts)
+        DiskImage.probe(fifo)
     broken_qcow = tmp_path / "broken.qcow2"
     broken_qcow.write_bytes(b"QFI\xfb" + b"\x00\x00\x00\x03" + b"\xff" * 100)
     with pytest.raises(ImageError, match="is not a disk image qemu-img can read"):
-        DiskImage.probe(broken_qcow, artifacts)
+        DiskImage.probe(broken_qcow)
 
 
 def test_unreadable_image(tmp_path: Path, artifacts: ArtifactDir) -> None:
@@ -156,7 +154,7 @@ def test_unreadable_image(tmp_path: Path, artifacts: ArtifactDir) -> None:
             if os.geteuid() == 0:
                 os.setgid(65534)
                 os.setuid(65534)
-            DiskImage.probe(locked, artifacts)
+            Machine(load_profile("tiny686"), locked, artifacts, MachineOptions(use_snapshot=False)).start()
         except ImageError as error:
             message = str(error)
         except BaseException as error:  # noqa: BLE001
@@ -185,13 +183,14 @@ def test_qemu_not_installed(spinning_image: Path, artifacts: ArtifactDir, tmp_pa
 
 def test_launch_failure_carries_exit_code_command_and_stderr(spinning_image: Path, artifacts: ArtifactDir) -> None:
     options = MachineOptions(use_snapshot=False, extra_args=("-no-such-option",))
+    running_before = live_qemu_pids()  # a worker's session guest may be up: judge only the QEMU started here
     with pytest.raises(QemuLaunchError) as info:
         with Machine(load_profile("tiny686"), spinning_image, artifacts, options):
             pass
     error = info.value
     assert error.returncode == 1 and "-no-such-option" in error.command
     assert "no-such-option" in error.stderr and "\n" not in str(error) and str(artifacts) in str(error)
-    assert not live_qemu_pids()
+    assert not live_qemu_pids() - running_before
 
 
 def test_guest_that_never_reaches_its_prompt_times_out_with_a_screendump(
@@ -275,9 +274,9 @@ def test_image_hash_is_cached_by_path_size_and_mtime(spinning_image: Path, monke
     image = DiskImage.probe(spinning_image)
     assert image.sha256() == file_sha256(spinning_image)
     calls: list[Path] = []
-    import harness.vm.machine as qemu_module
+    import harness.vm.disk as disk_module
 
-    monkeypatch.setattr(qemu_module, "file_sha256", lambda path: calls.append(path) or "x")
+    monkeypatch.setattr(disk_module, "file_sha256", lambda path: calls.append(path) or "x")
     assert image.sha256() == file_sha256(spinning_image) and not calls  # served from the cache
     os.utime(spinning_image, ns=(0, 12345))
     assert image.sha256() == "x" and calls == [spinning_image]  # new mtime: rehashed

@@ -27,7 +27,8 @@ from harness.oracle import generate_text
 from harness.oracle.verify import verify
 from harness.port.build import PortBuildError, build_port
 from harness.vm.profile import GuestProfile, ProfileError, load_profile
-from harness.vm.machine import Machine, MachineOptions, QemuError
+from harness.vm.machine import Machine, MachineOptions
+from harness.vm.processes import QemuError
 from harness.port.report import parse_report
 from tests.fake_agent98 import FakeWin98Machine
 from tests.port_helpers import fixture

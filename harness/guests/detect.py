@@ -8,7 +8,6 @@ first converted to a temporary raw copy, so the user's file is only ever opened 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import struct
@@ -17,14 +16,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.core.errors import HarnessError
+from harness.core.errors import ImageError
+from harness.vm.disk import DiskImage
 
 FAT_PARTITION_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}
 SECTOR = 512
-
-
-class ImageError(HarnessError):
-    """The image is missing, unreadable, or not a disk image."""
 
 
 @dataclass(frozen=True)
@@ -44,24 +40,6 @@ class Partition:
     @property
     def is_fat(self) -> bool:
         return self.type_id in FAT_PARTITION_TYPES
-
-
-def probe_format(image: Path) -> str:
-    """The image's format as QEMU sees it (`raw`, `qcow2`, ...); a one-line error if it is not an image."""
-    if not image.exists():
-        raise ImageError(f"image not found: {image}")
-    if not os.access(image, os.R_OK):
-        raise ImageError(f"image not readable: {image}")
-    if image.is_dir():
-        raise ImageError(f"image is a directory, not a disk image: {image}")
-    if shutil.which("qemu-img") is None:
-        raise ImageError("qemu-img not found: install the qemu-utils package")
-    proc = subprocess.run(["qemu-img", "info", "--output=json", str(image)],
-                          capture_output=True, text=True, timeout=60)
-    if proc.returncode != 0:
-        first = (proc.stderr.strip().splitlines() or ["unknown error"])[0]
-        raise ImageError(f"not a disk image QEMU can read: {image}: {first}")
-    return str(json.loads(proc.stdout)["format"])
 
 
 def read_partitions(raw_image: Path) -> list[Partition]:
@@ -99,7 +77,7 @@ def detect_profile(image: Path) -> str:
     Remembered per (path, size, mtime): collection, fixtures and the Session all ask, and a qcow2 image is
     converted to raw to be read.
     """
-    image_format = probe_format(image)  # one-line errors for a missing or non-image file, every time
+    image_format = DiskImage.probe(image).format  # one-line errors for a missing or non-image file
     stat = image.stat()
     key = (str(image.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _detected:

@@ -11,7 +11,7 @@ The file goes to a results directory (history for `--plot` / `llama98-harness pl
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import time
 from pathlib import Path
 
@@ -31,12 +31,10 @@ from harness.core.paths import project_root
 from harness.port.build import build_port
 from harness.perf.results import read_result, record_run, summary, write_json
 
+log = logging.getLogger(__name__)
+
 MODES = ("icount", "wall", "host")
 DEFAULT_REPEAT = 5
-
-
-def _progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def bench_model(name: str, mode: str, *, vm: str | None, profile: str, binary: Path | None, repeat: int,
@@ -51,14 +49,14 @@ def bench_model(name: str, mode: str, *, vm: str | None, profile: str, binary: P
                 "host_wall_s": time.monotonic() - started}, None
     if mode == "icount":
         runs = run_in_guest(binary, load, vm=vm, profile=profile, icount_shift=icount_shift, runs=1,
-                            timeout_scale=timeout_scale, progress=_progress)
+                            timeout_scale=timeout_scale)
         run = runs[0]
         return {"guest_ipt": run.guest_ipt(load.short_steps, load.long_steps), "icount_shift": icount_shift,
                 "tok_s": run.tok_s, "ticks": report_ticks(run.report), "timer": run.report.timer.source,
                 "hz": run.report.timer.hz, "tokens": len(run.report.tokens),
                 "positions": [load.short_steps, load.long_steps], "host_wall_s": run.host_seconds}, run.profile
     runs = run_in_guest(binary, load, vm=vm, profile=profile, runs=repeat, steps=WALL_STEPS[load.name],
-                        timeout_scale=timeout_scale, progress=_progress)
+                        timeout_scale=timeout_scale)
     return {"tok_s": summary([run.tok_s for run in runs]),
             "host_wall_s": summary([run.host_seconds for run in runs]),
             "timer": runs[0].report.timer.source, "hz": runs[0].report.timer.hz,
@@ -88,7 +86,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise UsageError(f"--repeat must be at least 1, got {args.repeat}")
     if args.mode != "wall" and args.repeat != DEFAULT_REPEAT and args.repeat != 1:
-        _progress(f"--repeat applies to wall mode; {args.mode} mode is deterministic and runs once")
+        log.info(f"--repeat applies to wall mode; {args.mode} mode is deterministic and runs once")
     names = workload_names(args.models)
     binary = Path(args.binary) if args.binary else None
     if binary is not None and not binary.is_file():
@@ -98,7 +96,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     models: dict[str, dict[str, object]] = {}
     profile_used: str | None = None
     for name in names:
-        _progress(f"{name}: measuring in {args.mode} mode")
+        log.info(f"{name}: measuring in {args.mode} mode")
         figures, profile_used = bench_model(name, args.mode, vm=args.vm, profile=args.profile, binary=binary,
                                             repeat=args.repeat if args.mode == "wall" else 1,
                                             icount_shift=args.icount_shift, timeout_scale=args.timeout_scale)

@@ -278,8 +278,7 @@ class GuestRun:
 
 def run_in_guest(binary: Path | None, load: Workload, *, vm: str | None = None, profile: str = "auto",
                  icount_shift: int | None = None, runs: int = 1, steps: int | None = None,
-                 artifacts: Path | None = None, timeout_scale: float = 1.0,
-                 progress=None) -> list[GuestRun]:  # type: ignore[no-untyped-def]
+                 artifacts: Path | None = None, timeout_scale: float = 1.0) -> list[GuestRun]:
     """Boot the guest once, inject `binary` (None: build for the guest) and the workload, run it `runs` times.
 
     Each run is greedy (-t 0) for `steps` (default LONG) steps, so host-ipt and guest-ipt cover the same positions.
@@ -291,14 +290,14 @@ def run_in_guest(binary: Path | None, load: Workload, *, vm: str | None = None, 
     from harness.run.session import PortArgs, Session, SessionOptions
 
     options = SessionOptions(vm=vm, profile=profile, binary=binary, icount_shift=icount_shift,
-                             artifacts=artifacts, timeout_scale=timeout_scale, progress=progress)
+                             artifacts=artifacts, timeout_scale=timeout_scale)
     results: list[GuestRun] = []
     with Session(options) as session:
         injected = session.inject_model(ModelChoice(load.model, load.tokenizer, load.name))
         for _ in range(runs):
             run = session.run_port(injected, PortArgs(temperature=0.0, steps=steps))
             if len(run.report.tokens) < load.long_steps:  # the positions guest-ipt is measured over
-                raise MeasureError(f"the guest run stopped after {len(run.report.tokens)} of {steps} "
-                                   f"tokens; artifacts: {session.artifacts}")
+                raise MeasureError(f"the guest run stopped after {len(run.report.tokens)} of {steps} tokens",
+                                   artifacts=session.artifacts)
             results.append(GuestRun(run.report, run.seconds, session.profile.name, icount_shift))
     return results

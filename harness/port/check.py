@@ -17,9 +17,8 @@ import numpy as np
 from harness.port.models import ModelChoice
 from harness.oracle.generate import Oracle, RunArgs
 from harness.oracle.verify import Verdict, verify
+from harness.oracle.tokenizer import BOS_ID
 from harness.port.report import Report
-
-BOS_ID = 1
 
 
 @dataclass

@@ -8,6 +8,7 @@ recomputed from raw timer ticks, the verdict and the artifact directory; exits 0
 from __future__ import annotations
 
 import argparse
+import logging
 import json
 import os
 import sys
@@ -19,9 +20,7 @@ from harness.core.errors import UsageError
 from harness.port.models import DEFAULT_MODEL, choose_model
 from harness.run.session import PortArgs, Session, SessionOptions
 
-
-def _progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -63,17 +62,17 @@ def run_main(args: argparse.Namespace) -> int:
     if args.json and not args.json.parent.is_dir():
         raise UsageError(f"--json: directory {args.json.parent} does not exist")
     choice = choose_model(args.model, args.tokenizer)
-    _progress(f"model: {choice.label}")
+    log.info(f"model: {choice.label}")
     options = SessionOptions(vm=args.vm, profile=args.profile, binary=args.binary, icount_shift=args.icount,
                              use_snapshot=not args.no_snapshot, artifacts=args.artifacts,
-                             timeout_scale=args.timeout_scale, ftp_mode=args.ftp_mode, progress=_progress)
+                             timeout_scale=args.timeout_scale, ftp_mode=args.ftp_mode)
     port_args = PortArgs(args.temperature, args.topp, args.seed, args.steps,
                          os.fsencode(args.prompt) if args.prompt else None)  # the bytes the shell gave us
     with Session(options) as session:
         injected = session.inject_model(choice)
         run = session.run_port(injected, port_args)
         artifacts = session.artifacts
-    _progress("checking the run against the numpy oracle")
+    log.info("checking the run against the numpy oracle")
     check = check_run(choice, run.text, run.report)
     (artifacts.path / "verdict.txt").write_text(str(check) + "\n", encoding="utf-8")
     tok_s = run.report.tok_per_s()

@@ -10,9 +10,9 @@ Checking a run against the oracle lives in harness/port/check.py, so nothing her
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import shlex
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,17 +20,18 @@ from harness.core.artifacts import ArtifactDir
 from harness.core.errors import HarnessError
 from harness.core.lifecycle import StartStop
 from harness.vm.guest import FetchResult, Guest, open_guest
-from harness.guests.detect import detect_profile
+from harness.guests.resolve import resolve_guest
+from harness.oracle.checkpoint import load_checkpoint
 from harness.port.models import ModelChoice
-from harness.vm.profile import GuestProfile, load_profile
+from harness.vm.profile import GuestProfile
 from harness.vm.machine import MachineOptions
 from harness.port.report import Report, ReportError, split_stdout
 
-BUILTIN_GUEST = "tiny686"
 CLEAN_STATE = "harness-clean"
 # Which build of the port each kind of guest console runs.
 PORT_TARGETS = {"posix-shell": "tiny686", "agent98": "win32"}
 TOK_S_LINE = re.compile(rb"(?:^|\n)achieved tok/s: [^\n]*\n\Z")
+log = logging.getLogger(__name__)
 SIGNALS = {4: "SIGILL, illegal instruction", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL (out of memory?)",
            11: "SIGSEGV, segmentation fault"}
 # Generous guest speed floor used to size timeouts: TCG emulation of x87 code on a busy host.
@@ -53,7 +54,6 @@ class SessionOptions:
     artifacts: Path | None = None
     timeout_scale: float = 1.0
     ftp_mode: str | None = None  # passive | active | None (profile default)
-    progress: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,21 +98,6 @@ class InjectedModel:
     fetches: list[FetchResult] = field(default_factory=list)
 
 
-def resolve_guest(vm: str | None, profile_name: str = "auto",
-                  progress: Callable[[str], None] | None = None) -> tuple[GuestProfile, Path]:
-    """The profile and disk image for `--vm` / `--vm-profile` (the built-in tiny686 is built on demand)."""
-    if vm is None or vm == BUILTIN_GUEST:
-        from harness.guests.tiny686.image import build_guest
-
-        if progress:
-            progress("guest image: tiny686 (built from Debian packages on first use, then cached)")
-        image = build_guest(BUILTIN_GUEST)
-        return load_profile(profile_name if profile_name != "auto" else BUILTIN_GUEST), image
-    image = Path(vm)
-    name = detect_profile(image) if profile_name == "auto" else profile_name
-    return load_profile(name), image
-
-
 def port_target(profile: GuestProfile) -> str:
     """The build target of the port for a guest profile."""
     try:
@@ -142,8 +127,7 @@ def describe_exit(exit_code: int) -> str:
 def run_timeout(choice: ModelChoice, steps: int, scale: float) -> float:
     """How long a port run may take: load time plus the forward passes the port will really run (llama2.c turns
     0, negative or > seq_len steps into seq_len) at a pessimistic emulated speed."""
-    with choice.checkpoint.open("rb") as handle:
-        seq_len = int.from_bytes(handle.read(28)[24:28], "little", signed=True)
+    seq_len = load_checkpoint(choice.checkpoint).config.seq_len
     steps = steps if 0 < steps <= seq_len else seq_len
     model_bytes = choice.checkpoint.stat().st_size
     per_token = (model_bytes / 4) / MIN_GUEST_MACS_PER_SECOND
@@ -155,7 +139,7 @@ class Session(StartStop):
 
     def __init__(self, options: SessionOptions | None = None) -> None:
         self.options = options or SessionOptions()
-        self.profile, self.image = resolve_guest(self.options.vm, self.options.profile, self.options.progress)
+        self.profile, self.image = resolve_guest(self.options.vm, self.options.profile)
         self.artifacts = ArtifactDir(self.options.artifacts)  # only once the guest is known to be usable
         self.binary = self.options.binary
         self.guest: Guest | None = None
@@ -166,30 +150,26 @@ class Session(StartStop):
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
-    def _say(self, message: str) -> None:
-        if self.options.progress:
-            self.options.progress(message)
-
     def start(self) -> None:
         """Build the binary, boot (or resume) the guest, inject the binary."""
         if self.binary is None:
             from harness.port.build import build_port
 
             target = port_target(self.profile)
-            self._say(f"building llama98 for {self.profile.name} (target {target})")
+            log.info(f"building llama98 for {self.profile.name} (target {target})")
             self.binary = build_port(target)
         elif not self.binary.is_file():
             raise SessionError(f"llama98 binary not found: {self.binary}")
         machine_options = MachineOptions(icount_shift=self.options.icount_shift,
                                          use_snapshot=self.options.use_snapshot)
-        self._say(f"starting guest {self.profile.name} from {self.image} (artifacts: {self.artifacts})")
+        log.info(f"starting guest {self.profile.name} from {self.image} (artifacts: {self.artifacts})")
         ready_timeout = self.profile.console.boot_timeout * self.options.timeout_scale
         self.guest = self._stack.enter_context(
             open_guest(self.profile, self.image, self.artifacts, machine_options, ready_timeout=ready_timeout))
         ready = self.guest.ready
         if ready is not None:
             how = "resumed from snapshot" if ready.from_snapshot else "cold boot"
-            self._say(f"guest ready in {ready.seconds:.1f} s ({how})")
+            log.info(f"guest ready in {ready.seconds:.1f} s ({how})")
         self.binary_fetch = self.fetch(self.binary, self.profile.files.names["binary"])
         self.binary_path = self.binary_fetch.guest_path
         if self.profile.console.kind == "posix-shell":
@@ -227,9 +207,9 @@ class Session(StartStop):
         guest = self._require_guest()
         size_mb = host_file.stat().st_size / 1e6
         mode = mode or self.options.ftp_mode or self.profile.ftp.default_mode
-        self._say(f"injecting {host_file.name} ({size_mb:.1f} MB) as {guest_name} over {mode} FTP")
+        log.info(f"injecting {host_file.name} ({size_mb:.1f} MB) as {guest_name} over {mode} FTP")
         result = guest.fetch(host_file, guest_name, mode=mode, must_fit_in_memory=must_fit_in_memory)
-        self._say(f"  {result.size / 1e6:.1f} MB in {result.seconds:.2f} s ({result.megabytes_per_second:.1f} MiB/s), "
+        log.info(f"  {result.size / 1e6:.1f} MB in {result.seconds:.2f} s ({result.megabytes_per_second:.1f} MiB/s), "
                   f"{self.profile.files.checksum.algorithm} verified in the guest")
         return result
 
@@ -247,7 +227,7 @@ class Session(StartStop):
                 *args.argv(injected.checkpoint, injected.tokenizer, self.profile.console.encoding)]
         command = " ".join(quote_argument(self.profile, part) for part in argv)
         limit = timeout or run_timeout(injected.choice, args.steps, self.options.timeout_scale)
-        self._say(f"running llama98 in the guest ({args.steps} steps, timeout {limit:.0f} s)")
+        log.info(f"running llama98 in the guest ({args.steps} steps, timeout {limit:.0f} s)")
         if self.profile.console.kind == "agent98":
             # agent98 kills a program after its own per-command timeout (3600 s by default): align it with ours.
             guest.run_checked(f"!timeout {int(limit) + 60}", 20)
@@ -257,11 +237,11 @@ class Session(StartStop):
         if result.exit_code != 0:
             last = (result.output.strip().splitlines() or ["no output"])[-3:]
             raise SessionError(f"llama98 failed in the guest with {describe_exit(result.exit_code)}: "
-                               f"{' | '.join(last)}; artifacts: {self.artifacts}")
+                               f"{' | '.join(last)}", artifacts=self.artifacts)
         try:
             text, report = split_stdout(raw, source=f"guest output ({self.artifacts.serial_transcript})")
         except ReportError as error:
-            raise SessionError(f"{error}; artifacts: {self.artifacts}") from None
+            raise SessionError(error.message, artifacts=self.artifacts) from None
         tok_s_line = None
         match = TOK_S_LINE.search(text)
         if match:

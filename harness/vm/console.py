@@ -38,11 +38,10 @@ class ConsoleError(HarnessError):
 class ConsoleTimeout(ConsoleError):
     """Nothing matching what we waited for arrived in time. The message names it, the transcript and a PNG."""
 
-    def __init__(self, message: str, waited_for: str, transcript: Path, screendump: Path | None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, waited_for: str, transcript: Path, screendump: Path | None,
+                 artifacts: object | None = None) -> None:
+        super().__init__(message, transcript=transcript, screendump=screendump, artifacts=artifacts)
         self.waited_for = waited_for
-        self.transcript = transcript
-        self.screendump = screendump
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,6 @@ class Console:
         # What we send goes in too (like a terminal's local echo): the guest runs with echo off, and a transcript
         # without the commands would not explain itself.
         self._child.logfile_send = self._log
-        self.setup_done = False
 
     def close(self) -> None:
         """Release the duplicate descriptor and the transcript (the socket itself belongs to the Machine)."""
@@ -116,8 +114,7 @@ class Console:
             self._child.send(text + self.spec.newline)
         except OSError as error:
             raise ConsoleError(f"serial console closed (QEMU exited?) while sending {text[:60]!r}: "
-                               f"{error.strerror}; serial transcript: {self.transcript}; "
-                               f"artifacts: {self.artifacts}") from None
+                               f"{error.strerror}", transcript=self.transcript, artifacts=self.artifacts) from None
 
     def expect(self, pattern: str | re.Pattern[str], timeout: float, what: str) -> re.Match[str]:
         """Wait for `pattern`; raise ConsoleTimeout naming `what` (with transcript and screendump) if it never comes."""
@@ -126,14 +123,12 @@ class Console:
         except pexpect.TIMEOUT:
             self._log.flush()
             png = self._screendump(f"timeout {what}") if self._screendump else None
-            raise ConsoleTimeout(
-                f"timed out after {timeout:g}s waiting for {what}; serial transcript: {self.transcript}; "
-                f"screendump: {png or 'unavailable'}; artifacts: {self.artifacts}", what, self.transcript, png,
-            ) from None
+            raise ConsoleTimeout(f"timed out after {timeout:g}s waiting for {what}", what, self.transcript, png,
+                                 self.artifacts) from None
         except pexpect.EOF:
             self._log.flush()
-            raise ConsoleError(f"serial console closed (QEMU exited?) while waiting for {what}; serial transcript: "
-                               f"{self.transcript}; artifacts: {self.artifacts}") from None
+            raise ConsoleError(f"serial console closed (QEMU exited?) while waiting for {what}",
+                               transcript=self.transcript, artifacts=self.artifacts) from None
         match = self._child.match
         assert isinstance(match, re.Match)
         return match
@@ -169,7 +164,6 @@ class Console:
             self.send_line(command)
             if self.spec.prompt:
                 self.expect(re.escape(self.spec.prompt), timeout, f"the prompt after setup command {command!r}")
-        self.setup_done = True
         self.sync(timeout)
 
     def sync(self, timeout: float = 20.0) -> None:
@@ -177,8 +171,8 @@ class Console:
         self.drain(0.2)
         result = self.run("echo sync", timeout=timeout)
         if result.exit_code != 0:
-            raise ConsoleError(f"console sync command failed with exit code {result.exit_code}; serial transcript: "
-                               f"{self.transcript}; artifacts: {self.artifacts}")
+            raise ConsoleError(f"console sync command failed with exit code {result.exit_code}",
+                               transcript=self.transcript, artifacts=self.artifacts)
 
     # -- commands -----------------------------------------------------------------------------------------------
 

@@ -39,9 +39,8 @@ from pyftpdlib.servers import FTPServer
 from harness.core.artifacts import ArtifactDir
 from harness.core.errors import HarnessError
 from harness.core.lifecycle import StartStop
+from harness.vm.network import GUEST_ADDRESS, HOST_ADDRESS
 
-GUEST_ADDRESS = "10.0.2.15"
-HOST_ALIAS = "10.0.2.2"  # the host as seen from a QEMU user-networking guest
 UPLOAD_DIR = "upload"
 PASSIVE_PORT_COUNT = 8
 
@@ -225,7 +224,7 @@ class FileServer(StartStop):
     """
 
     def __init__(self, artifacts: ArtifactDir, bridge: HostForwarder | None = None, port: int = 0,
-                 masquerade_address: str = HOST_ALIAS) -> None:
+                 masquerade_address: str = HOST_ADDRESS) -> None:
         self.artifacts = artifacts
         self.bridge = bridge
         self.requested_port = port
@@ -275,10 +274,10 @@ class FileServer(StartStop):
             while error.errno is None and error.args and isinstance(error.args[0], OSError):
                 error = error.args[0]
             if error.errno == errno.EADDRINUSE:
-                raise FtpError(f"FTP port {self.requested_port} on 127.0.0.1 is in use; "
-                               f"artifacts: {self.artifacts}") from None
-            raise FtpError(f"cannot start the FTP server on 127.0.0.1:{self.requested_port}: {error.strerror}; "
-                           f"artifacts: {self.artifacts}") from None
+                raise FtpError(f"FTP port {self.requested_port} on 127.0.0.1 is in use",
+                               artifacts=self.artifacts) from None
+            raise FtpError(f"cannot start the FTP server on 127.0.0.1:{self.requested_port}: {error.strerror}",
+                           artifacts=self.artifacts) from None
         self.port = int(self._server.address[1])
         self._logger.info("serving %s on 127.0.0.1:%d as user %s", self.jail, self.port, self.user)
         self._thread = threading.Thread(target=self._serve, name=f"ftp-{self.port}", daemon=True)

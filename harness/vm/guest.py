@@ -19,7 +19,8 @@ from harness.vm.console import CommandResult, Console, ConsoleError, ConsoleTime
 from harness.core.errors import HarnessError
 from harness.vm.ftp import FileServer, ServedFile, ascii_mangled_digests
 from harness.vm.profile import GuestProfile
-from harness.vm.machine import Machine, MachineOptions, QemuError
+from harness.vm.machine import Machine, MachineOptions
+from harness.vm.processes import QemuError
 
 MIN_TRANSFER_RATE = 256 * 1024  # bytes/s assumed when sizing a fetch timeout (generous: targets are 25 MB/s)
 
@@ -146,8 +147,8 @@ class Guest:
         result = self.console.run(command, timeout)
         if result.exit_code != 0:
             last = (result.output.strip().splitlines() or ["no output"])[-1]
-            raise GuestError(f"guest command {command!r} exited with code {result.exit_code}: {last}; "
-                             f"serial transcript: {self.console.transcript}; artifacts: {self.artifacts}")
+            raise GuestError(f"guest command {command!r} exited with code {result.exit_code}: {last}",
+                             transcript=self.console.transcript, artifacts=self.artifacts)
         return result
 
     def guest_path(self, name: str) -> str:
@@ -161,7 +162,7 @@ class Guest:
         match = re.search(spec.pattern, result.output, re.MULTILINE)
         if match is None:
             raise GuestError(f"could not read a {spec.algorithm} digest for {guest_path} from the guest's output "
-                             f"{result.output.strip()[:120]!r}; artifacts: {self.artifacts}")
+                             f"{result.output.strip()[:120]!r}", artifacts=self.artifacts)
         return match.group("digest").lower()
 
     # -- files ----------------------------------------------------------------------------------------------------
@@ -175,7 +176,7 @@ class Guest:
             raise GuestMemoryError(
                 f"{Path(host_file).name} is {size / mib:.1f} MiB but guest {self.profile.name} has "
                 f"{self.machine.memory_mb} MiB RAM of which about {usable / mib:.0f} MiB is free for a "
-                f"model; use a smaller model or raise machine.memory_mb; artifacts: {self.artifacts}")
+                f"model; use a smaller model or raise machine.memory_mb", artifacts=self.artifacts)
 
     def fetch(self, host_file: str | Path, guest_name: str, mode: str | None = None,
               transfer_type: str = "binary", must_fit_in_memory: bool = False) -> FetchResult:
@@ -244,28 +245,27 @@ class Guest:
         inetutils ftp and Windows' ftp.exe exit 0 on failure), then the guest's checksum equal to the host's."""
         algorithm = self.profile.files.checksum.algorithm
         records = self.file_server.transfers_of(served.name)[transfers_before:]  # only this fetch's
-        where = f"ftp log: {self.artifacts.ftp_log}; artifacts: {self.artifacts}"
+        where = f"ftp log: {self.artifacts.ftp_log}"
         if records and records[-1].transfer_type == "ascii":
             raise TransferError(f"{served.name} was sent in ASCII mode (TYPE A), which rewrites line ends in a "
-                                f"binary file; it must be fetched in binary mode (TYPE I); {where}")
+                                f"binary file; it must be fetched in binary mode (TYPE I); {where}", artifacts=self.artifacts)
         if client.exit_code != 0 or not records or not records[-1].complete:
             last = (client.output.strip().splitlines() or ["no output"])[-1]
             raise TransferError(f"FTP fetch of {served.name} into {guest_path} failed (client exit code "
-                                f"{client.exit_code}: {last}); {where}")
+                                f"{client.exit_code}: {last}); {where}", artifacts=self.artifacts)
         try:
             guest_digest = self.checksum(guest_path)
-        except ConsoleError:
-            raise
         except GuestError as error:
-            raise TransferError(f"{served.name} did not arrive at {guest_path}: {error}") from None
+            raise TransferError(f"{served.name} did not arrive at {guest_path}: {error.message}",
+                                transcript=error.transcript, artifacts=self.artifacts) from None
         expected = served.digest(algorithm)
         if guest_digest == expected:
             return guest_digest
         if guest_digest in ascii_mangled_digests(served.path, algorithm):
             raise TransferError(f"{served.name} arrived with its line ends rewritten: it was transferred in ASCII "
-                                f"mode; it must be fetched in binary mode; {where}")
+                                f"mode; it must be fetched in binary mode; {where}", artifacts=self.artifacts)
         raise TransferError(f"{served.name} arrived corrupted: guest {algorithm} {guest_digest} != host {expected}; "
-                            f"{where}")
+                            f"{where}", artifacts=self.artifacts)
 
     # -- the end --------------------------------------------------------------------------------------------------
 

@@ -1,301 +1,54 @@
 """Machine: one QEMU process for one guest run, on a throw-away qcow2 overlay, controlled over QMP.
 
 Why it is built this way:
-- The user's image is never opened for writing: QEMU only ever sees a qcow2 overlay in the run's private temp dir
-  whose backing file is the image (read-only, format probed with `qemu-img info`).
+- The user's image is never opened for writing (harness/vm/disk.py): QEMU only sees a qcow2 overlay in the
+  run's private temp dir whose backing file is the image.
 - QEMU connects *to us* for QMP and the serial port (we listen on unix sockets in a 0700 dir), so no early serial
   output is lost and there is no connect-retry loop; a QEMU that dies during start-up is noticed at once.
-- Every QEMU we start runs in its own session (so Ctrl-C in the terminal reaches only us, and we decide how it
-  stops), is registered in a process-wide table, gets PR_SET_PDEATHSIG=SIGKILL (a SIGKILLed pytest cannot leave it
-  behind) and is stopped in `finally`: QMP quit, then SIGTERM, then SIGKILL to its process group.
-- Snapshots: after the first cold boot reaches readiness the Guest asks for `save_snapshot()`; the overlay (with an
-  internal `savevm` snapshot) is cached, keyed by the image's sha256, the profile, the QEMU version and the device
-  command line. Later runs copy it and start with `-loadvm`, skipping the boot.
+- Every QEMU is launched through harness/vm/processes.py (own session, PDEATHSIG, live table) and stopped in
+  `finally`: QMP quit, then SIGTERM, then SIGKILL to its process group.
+- Snapshots (harness/vm/snapshots.py): after the first cold boot reaches readiness the Guest asks for
+  `save_snapshot()`; later runs copy the cached overlay and start with `-loadvm`, skipping the boot.
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import ctypes
-import hashlib
-import json
 import os
 import re
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image
-from qemu.qmp import QMPClient, QMPError
 
 from harness.core.artifacts import ArtifactDir
 from harness.core.errors import HarnessError
 from harness.core.lifecycle import StartStop
-from harness.core.hashing import file_sha256
-from harness.core.paths import cache_dir
+from harness.vm.disk import DiskImage, create_overlay, rebase_overlay
+from harness.vm.network import GUEST_ADDRESS, NETDEV_ID
+from harness.vm.processes import (
+    QEMU_SYSTEM,
+    QemuError,
+    QemuLaunchError,
+    die_with_parent,
+    find_tool,
+    qemu_version,
+    register,
+    unregister,
+)
 from harness.vm.profile import GuestProfile
+from harness.vm.qmp import QmpLink
+from harness.vm.snapshots import SNAPSHOT_NAME, SnapshotCache
 
-QEMU_SYSTEM = "qemu-system-i386"
-QEMU_IMG = "qemu-img"
-SNAPSHOT_NAME = "llama98-ready"
-GUEST_ADDRESS = "10.0.2.15"
-NETDEV_ID = "net0"
 # NIC names in profiles -> QEMU device models.
 NIC_DEVICES = {"e1000": "e1000", "pcnet": "pcnet", "rtl8139": "rtl8139", "ne2k_pci": "ne2k_pci"}
-# Formats qemu-img recognises by content; "raw" is what it answers for anything else, so raw needs a closer look.
-STRUCTURED_FORMATS = ("qcow2", "qcow", "vmdk", "vdi", "vpc", "vhdx", "qed", "parallels", "dmg", "cloop", "bochs")
-
-
-class QemuError(HarnessError):
-    """QEMU is missing, refused to start, or stopped answering."""
-
-
-class QemuLaunchError(QemuError):
-    """QEMU exited during start-up. Carries its exit code, command line and stderr for the caller to inspect."""
-
-    def __init__(self, message: str, exit_code: int | None, command: Sequence[str], stderr: str) -> None:
-        super().__init__(message)
-        self.returncode = exit_code
-        self.command = list(command)
-        self.stderr = stderr
-
-
-class ImageError(HarnessError):
-    """The guest disk image is missing, unreadable or not a disk image."""
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Process bookkeeping: every QEMU we start, so nothing outlives us.
-
-_LIVE_PIDS: set[int] = set()
-_LIVE_LOCK = threading.Lock()
-_PR_SET_PDEATHSIG = 1
-
-
-def live_qemu_pids() -> set[int]:
-    """PIDs of QEMU processes started by this Python process and not yet reaped (tests assert it empties)."""
-    with _LIVE_LOCK:
-        return set(_LIVE_PIDS)
-
-
-def _kill_leftovers() -> None:
-    """Last line of defence at interpreter exit: SIGKILL any QEMU still registered."""
-    for pid in live_qemu_pids():
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-atexit.register(_kill_leftovers)
-
-
-def _load_prctl() -> Any:
-    """libc's prctl, resolved once in the parent: the forked child must not dlopen (loader locks + threads)."""
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _load_prctl()
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: ask the kernel to SIGKILL QEMU when the thread that started it dies (Linux only).
-
-    Note the kernel ties this to the *thread* that forked: start Machines from a thread that outlives them.
-    """
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Tools and images.
-
-
-def find_tool(name: str, artifacts: ArtifactDir | None = None) -> str:
-    """Absolute path of a QEMU tool on PATH, or a one-line error saying how to get it."""
-    found = shutil.which(name)
-    if found is None:
-        where = f"; artifacts: {artifacts}" if artifacts else ""
-        raise QemuError(f"QEMU is not installed: {name} not found on PATH (apt-get install qemu-system-x86 "
-                        f"qemu-utils){where}")
-    return found
-
-
-def qemu_version(binary: str) -> str:
-    """First line of `qemu-system-i386 --version` (part of the snapshot key: savevm state is version-specific)."""
-    result = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30, check=False)
-    lines = result.stdout.strip().splitlines()
-    if result.returncode != 0 or not lines:
-        raise QemuError(f"{binary} --version failed (exit {result.returncode}): {result.stderr.strip()[:200]}")
-    return lines[0]
-
-
-@dataclass(frozen=True)
-class DiskImage:
-    """A user's guest image, checked once: absolute path, probed format, size."""
-
-    path: Path
-    format: str
-    size: int
-
-    @classmethod
-    def probe(cls, image: str | Path, artifacts: ArtifactDir | None = None) -> DiskImage:
-        """Check `image` is a readable disk image and learn its format; one-line ImageError otherwise."""
-        where = f"; artifacts: {artifacts}" if artifacts else ""
-        path = Path(image).expanduser().absolute()
-        try:
-            mode = path.stat().st_mode
-        except FileNotFoundError:
-            raise ImageError(f"guest image {path} does not exist{where}") from None
-        except OSError as error:
-            raise ImageError(f"guest image {path} is not readable: {error.strerror}{where}") from None
-        if not stat.S_ISREG(mode):
-            raise ImageError(f"guest image {path} is not a regular file{where}")
-        try:
-            with path.open("rb") as handle:
-                first_sector = handle.read(512)
-        except OSError as error:
-            raise ImageError(f"guest image {path} is not readable: {error.strerror}{where}") from None
-        qemu_img = find_tool(QEMU_IMG, artifacts)
-        result = subprocess.run([qemu_img, "info", "--output=json", str(path)], capture_output=True, text=True,
-                                timeout=60, check=False)
-        if result.returncode != 0:
-            detail = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
-            raise ImageError(f"guest image {path} is not a disk image qemu-img can read: {detail}{where}")
-        info = json.loads(result.stdout)
-        fmt = str(info.get("format", ""))
-        if fmt not in STRUCTURED_FORMATS:
-            # qemu-img calls anything it does not recognise "raw"; a bootable raw disk has an MBR/boot signature.
-            if len(first_sector) < 512 or first_sector[510:512] != b"\x55\xaa":
-                raise ImageError(f"guest image {path} is not a disk image (no boot sector signature, "
-                                 f"qemu-img sees format {fmt or 'unknown'}){where}")
-            fmt = "raw"
-        return cls(path=path, format=fmt, size=int(info.get("virtual-size", path.stat().st_size)))
-
-    def sha256(self) -> str:
-        """sha256 of the image file, cached by (path, size, mtime) so a multi-GB image is hashed once."""
-        stat = self.path.stat()
-        identity = f"{self.path}|{stat.st_size}|{stat.st_mtime_ns}"
-        record = cache_dir("image-hashes") / (hashlib.sha256(identity.encode()).hexdigest()[:32] + ".json")
-        try:
-            cached = json.loads(record.read_text())
-            if cached.get("identity") == identity:
-                return str(cached["sha256"])
-        except (OSError, ValueError, KeyError):
-            pass
-        digest = file_sha256(self.path)
-        record.write_text(json.dumps({"identity": identity, "sha256": digest}))
-        return digest
-
-
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# QMP.
-
-
-class QmpLink:
-    """Synchronous, thread-safe facade over qemu.qmp's asyncio QMPClient.
-
-    The client lives on its own event loop in a daemon thread, so the FTP server thread (active-mode forwards) and
-    the main thread (screendumps, savevm) can both issue commands without sharing a loop.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=f"qmp-{name}", daemon=True)
-        self._thread.start()
-        self._client = QMPClient(name)
-
-    def _call(self, coroutine: Any, timeout: float) -> Any:
-        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coroutine, timeout), self._loop)
-        return future.result(timeout + 1.0)
-
-    def connect(self, sock: socket.socket, timeout: float = 10.0) -> None:
-        """Run the QMP greeting and capabilities negotiation on an already connected socket."""
-        self._call(self._client.connect(sock), timeout)
-
-    def execute(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 15.0) -> Any:
-        """Execute a QMP command and return its value; raises QemuError on failure or timeout."""
-        try:
-            return self._call(self._client.execute(command, arguments), timeout)
-        except (QMPError, OSError, EOFError, TimeoutError) as error:
-            raise QemuError(f"QMP command {command} failed: {type(error).__name__}: {error}") from None
-
-    def hmp(self, command_line: str, timeout: float = 15.0) -> str:
-        """Run a human-monitor command (hostfwd_add, info usernet, savevm...) and return its text output."""
-        return str(self.execute("human-monitor-command", {"command-line": command_line}, timeout))
-
-    def close(self) -> None:
-        """Disconnect (ignoring a peer that already went away) and stop the loop thread."""
-        try:
-            self._call(self._client.disconnect(), 5.0)
-        except BaseException:  # noqa: BLE001 - QEMU may already be gone; closing must not fail
-            pass
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5.0)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Snapshot cache.
-
-
-@dataclass(frozen=True)
-class SnapshotCache:
-    """Cached overlays holding a `savevm` snapshot taken when the guest was first ready.
-
-    The key covers everything the saved device state depends on: the image bytes (sha256), the profile file, the
-    QEMU version and the device part of the command line (not per-run socket or overlay paths).
-    """
-
-    root: Path
-
-    @classmethod
-    def default(cls) -> SnapshotCache:
-        return cls(cache_dir("snapshots"))
-
-    @staticmethod
-    def key(image_sha256: str, profile: GuestProfile, version: str, device_args: Sequence[str]) -> str:
-        material = json.dumps([image_sha256, profile.name, profile.digest, version, list(device_args)])
-        return hashlib.sha256(material.encode()).hexdigest()[:40]
-
-    def path(self, key: str) -> Path:
-        return self.root / key / "overlay.qcow2"
-
-    def lookup(self, key: str) -> Path | None:
-        candidate = self.path(key)
-        return candidate if candidate.is_file() else None
-
-    def store(self, key: str, overlay: Path) -> Path:
-        """Copy `overlay` into the cache atomically (a crashed copy never looks like a valid snapshot)."""
-        target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(f".partial-{os.getpid()}")
-        try:
-            shutil.copyfile(overlay, partial)
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
-        return target
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The machine.
 
 
 @dataclass
@@ -320,7 +73,7 @@ class _Run:
     qmp_socket_path: Path
     serial_socket_path: Path
     process: subprocess.Popen[bytes] | None = None
-    stderr_file: Any = None
+    stderr_file: IO[bytes] | None = None
     qmp: QmpLink | None = None
     serial: socket.socket | None = None
     listeners: list[socket.socket] = field(default_factory=list)
@@ -357,7 +110,7 @@ class Machine(StartStop):
     @property
     def serial_socket(self) -> socket.socket:
         if self._run is None or self._run.serial is None:
-            raise QemuError(f"the machine is not running; artifacts: {self.artifacts}")
+            raise QemuError("the machine is not running", artifacts=self.artifacts)
         return self._run.serial
 
     @property
@@ -421,9 +174,12 @@ class Machine(StartStop):
             self._start_once(allow_snapshot=False)
 
     def _start_once(self, allow_snapshot: bool) -> None:
-        self._qemu_binary = find_tool(QEMU_SYSTEM, self.artifacts)
-        qemu_img = find_tool(QEMU_IMG, self.artifacts)
-        self.image = DiskImage.probe(self.image_arg, self.artifacts)
+        try:
+            self._qemu_binary = find_tool(QEMU_SYSTEM)
+            self.image = DiskImage.probe(self.image_arg)
+            self.image.require_bootable()
+        except HarnessError as error:
+            raise error.with_evidence(artifacts=self.artifacts) from None
         # mkdtemp: mode 0700, so the QMP and serial sockets are private. Unix socket paths are limited to 107
         # bytes; a long $TMPDIR falls back to /tmp.
         parent = tempfile.gettempdir() if len(tempfile.gettempdir()) < 60 else "/tmp"
@@ -439,15 +195,15 @@ class Machine(StartStop):
             version = qemu_version(self._qemu_binary)
             self.snapshot_key = SnapshotCache.key(self.image.sha256(), self.profile, version, device_args)
             cached = cache.lookup(self.snapshot_key) if allow_snapshot else None
-        if cached is not None:
-            shutil.copyfile(cached, run.overlay)
-            # The copy's backing path is whatever the image was called when cached; point it at today's path.
-            self._qemu_img(qemu_img, "rebase", "-u", "-b", str(self.image.path), "-F", self.image.format,
-                           str(run.overlay))
-            self.loaded_snapshot = True
-        else:
-            self._qemu_img(qemu_img, "create", "-q", "-f", "qcow2", "-b", str(self.image.path),
-                           "-F", self.image.format, str(run.overlay))
+        try:
+            if cached is not None:
+                shutil.copyfile(cached, run.overlay)
+                rebase_overlay(run.overlay, self.image)
+                self.loaded_snapshot = True
+            else:
+                create_overlay(self.image, run.overlay)
+        except HarnessError as error:
+            raise error.with_evidence(artifacts=self.artifacts) from None
         self.command = [self._qemu_binary, "-name", f"llama98-{self.profile.name}"] + device_args + [
             # cache=unsafe: the overlay is thrown away after the run, so host fsyncs buy nothing (savevm still
             # writes qcow2 metadata out to the OS before we copy the file).
@@ -460,12 +216,6 @@ class Machine(StartStop):
             self.command += ["-loadvm", SNAPSHOT_NAME]
         self.artifacts.write_command_line(self.command)
         self._launch(run)
-
-    def _qemu_img(self, qemu_img: str, *args: str) -> None:
-        result = subprocess.run([qemu_img, *args], capture_output=True, text=True, timeout=120, check=False)
-        if result.returncode != 0:
-            detail = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
-            raise QemuError(f"qemu-img {args[0]} failed: {detail}; artifacts: {self.artifacts}")
 
     def _listen(self, run: _Run, path: Path) -> socket.socket:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -482,9 +232,8 @@ class Machine(StartStop):
         self.started_at = time.monotonic()
         run.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=run.stderr_file,
                                        stderr=run.stderr_file, start_new_session=True,
-                                       preexec_fn=_die_with_parent)
-        with _LIVE_LOCK:
-            _LIVE_PIDS.add(run.process.pid)
+                                       preexec_fn=die_with_parent)
+        register(run.process.pid)
         run.serial = self._accept(run, serial_listener, "serial port")
         qmp_socket = self._accept(run, qmp_listener, "QMP")
         run.qmp = QmpLink(f"qemu-{run.process.pid}")
@@ -492,7 +241,7 @@ class Machine(StartStop):
             run.qmp.connect(qmp_socket, timeout=self.options.start_timeout)
         except Exception as error:  # not BaseException: Ctrl-C must stay Ctrl-C
             self._raise_if_exited(run)
-            raise QemuError(f"QMP negotiation with QEMU failed: {error}; artifacts: {self.artifacts}") from None
+            raise QemuError(f"QMP negotiation with QEMU failed: {error}", artifacts=self.artifacts) from None
 
     def _accept(self, run: _Run, listener: socket.socket, what: str) -> socket.socket:
         deadline = time.monotonic() + self.options.start_timeout
@@ -505,7 +254,7 @@ class Machine(StartStop):
             connection.settimeout(None)
             return connection
         raise QemuError(f"QEMU did not connect its {what} socket within {self.options.start_timeout:.0f}s; "
-                        f"stderr: {self.artifacts.qemu_stderr}; artifacts: {self.artifacts}")
+                        f"stderr: {self.artifacts.qemu_stderr}", artifacts=self.artifacts)
 
     def _raise_if_exited(self, run: _Run) -> None:
         assert run.process is not None
@@ -516,8 +265,8 @@ class Machine(StartStop):
         stderr = self.artifacts.qemu_stderr.read_text(errors="replace").strip()
         first = stderr.splitlines()[0] if stderr else "(no stderr)"
         raise QemuLaunchError(
-            f"QEMU exited with code {code} during start-up: {first}; command line: {self.artifacts.command_line}; "
-            f"artifacts: {self.artifacts}", code, self.command, stderr)
+            f"QEMU exited with code {code} during start-up: {first}; command line: {self.artifacts.command_line}",
+            code, self.command, stderr, artifacts=self.artifacts)
 
     def stop(self) -> None:
         """Stop QEMU for sure: QMP quit, then SIGTERM, then SIGKILL to its process group; release everything."""
@@ -548,8 +297,7 @@ class Machine(StartStop):
                 if run.process.poll() is None:  # pragma: no cover - SIGKILL did not reap within 10 s
                     os.killpg(run.process.pid, signal.SIGKILL)
                     run.process.wait()
-                with _LIVE_LOCK:
-                    _LIVE_PIDS.discard(run.process.pid)
+                unregister(run.process.pid)
             if run.qmp is not None:
                 run.qmp.close()
             for sock in [run.serial, *run.listeners]:
@@ -565,11 +313,11 @@ class Machine(StartStop):
     def qmp(self, command: str, arguments: dict[str, Any] | None = None, timeout: float = 15.0) -> Any:
         """Execute a QMP command."""
         if self._run is None or self._run.qmp is None:
-            raise QemuError(f"the machine is not running; artifacts: {self.artifacts}")
+            raise QemuError("the machine is not running", artifacts=self.artifacts)
         try:
             return self._run.qmp.execute(command, arguments, timeout)
         except QemuError as error:
-            raise QemuError(f"{error}; artifacts: {self.artifacts}") from None
+            raise error.with_evidence(artifacts=self.artifacts) from None
 
     def hmp(self, command_line: str, timeout: float = 15.0) -> str:
         """Execute a human-monitor command through QMP and return its output."""
@@ -594,7 +342,7 @@ class Machine(StartStop):
         """Save the VGA screen as PNG (QEMU writes PPM; pillow converts it). Returns the PNG path."""
         png = target or self.artifacts.next_screendump(reason)
         if self._run is None:
-            raise QemuError(f"the machine is not running; artifacts: {self.artifacts}")
+            raise QemuError("the machine is not running", artifacts=self.artifacts)
         ppm = self._run.run_dir / "screendump.ppm"
         self.qmp("screendump", {"filename": str(ppm)})
         with Image.open(ppm) as picture:
@@ -646,7 +394,7 @@ class Machine(StartStop):
         try:
             output = self.hmp(f"savevm {SNAPSHOT_NAME}", timeout=120.0).strip()
             if output:
-                raise QemuError(f"savevm failed: {output}; artifacts: {self.artifacts}")
+                raise QemuError(f"savevm failed: {output}", artifacts=self.artifacts)
             return cache.store(self.snapshot_key, self.overlay)
         finally:
             self.resume()
@@ -659,10 +407,10 @@ class Machine(StartStop):
         """
         output = self.hmp(f"savevm {name}", timeout=120.0).strip()
         if output:
-            raise QemuError(f"savevm {name} failed: {output}; artifacts: {self.artifacts}")
+            raise QemuError(f"savevm {name} failed: {output}", artifacts=self.artifacts)
 
     def revert_state(self, name: str) -> None:
         """Return the running guest to the state saved by save_state(name) (RAM, devices and disk)."""
         output = self.hmp(f"loadvm {name}", timeout=120.0).strip()
         if output:
-            raise QemuError(f"loadvm {name} failed: {output}; artifacts: {self.artifacts}")
+            raise QemuError(f"loadvm {name} failed: {output}", artifacts=self.artifacts)

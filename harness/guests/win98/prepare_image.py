@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core.errors import HarnessError
-from harness.guests.detect import Partition, probe_format, read_partitions
+from harness.guests.detect import Partition, read_partitions
+from harness.vm.disk import DiskImage
 
 AGENT_DIR = "HARNESS"
 AGENT_NAME = "AGENT98.EXE"
@@ -245,7 +246,7 @@ def prepare_image(source: Path, output: Path, output_format: str | None = None, 
             raise PrepareError(f"output {output} is a directory")
     if not output.parent.is_dir():
         raise PrepareError(f"output directory {output.parent} does not exist")
-    source_format = probe_format(source)
+    source_format = DiskImage.probe(source).format
     agent = agent_exe or _default_agent()
     try:
         agent_bytes = Path(agent).read_bytes()

@@ -35,6 +35,7 @@ from typing import IO
 from harness.core.artifacts import ArtifactDir
 from harness.vm.console import Console
 from harness.core.errors import HarnessError
+from harness.core.worker import worker_id
 from harness.core.paths import cache_dir
 from harness.vm.profile import ConsoleSpec, load_profile
 
@@ -59,11 +60,6 @@ def wine_available() -> bool:
 def windows_path(path: str | Path) -> str:
     """A host path as Wine shows it to Windows programs: the Unix root is drive Z:."""
     return str(PureWindowsPath("Z:\\", *Path(path).resolve().parts[1:]))
-
-
-def worker_name() -> str:
-    """This process's pytest-xdist worker id (gw0, gw1, ...) or `main`: one Wine prefix each."""
-    return os.environ.get("PYTEST_XDIST_WORKER", "main") or "main"
 
 
 def wine_env(prefix: Path) -> dict[str, str]:
@@ -129,7 +125,7 @@ def ensure_prefix(prefix: Path | None = None) -> Path:
 
 def default_prefix() -> Path:
     """This worker's prefix directory (not created)."""
-    return cache_dir("wine") / f"agent98-{worker_name()}"
+    return cache_dir("wine") / f"agent98-{worker_id()}"
 
 
 def stop_wineserver(prefix: Path) -> None:

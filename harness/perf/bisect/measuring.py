@@ -1,0 +1,144 @@
+"""Measuring one commit: build the port at a checkout, take the metric (cached per build for the deterministic ones, sampled against --good for tok/s), and decide good, bad or skip."""
+
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+from pathlib import Path
+
+from harness.core.logs import quiet
+from harness.core.paths import cache_dir
+from harness.perf.bisect.git import git, subject_of
+from harness.perf.bisect.state import (
+    TOK_S_FIRST_SAMPLES,
+    TOK_S_MAX_SAMPLES,
+    BisectError,
+    BisectState,
+    Measurement,
+)
+from harness.perf.measure import (
+    WALL_STEPS,
+    MeasureError,
+    Workload,
+    environment,
+    host_ipt,
+    run_in_guest,
+)
+from harness.perf.measure import workload as named_workload
+from harness.port.build import PortBuildError, build_key, build_port
+
+# --- measuring one commit ----------------------------------------------------------------------------------------
+
+def slower_by(metric: str, baseline: float, value: float) -> float:
+    """How much slower `value` is than `baseline` as a fraction (negative: faster); tok_s is inverted."""
+    return baseline / value - 1.0 if metric == "tok_s" else value / baseline - 1.0
+
+
+def _cache_key(state: BisectState, key: str, load: Workload) -> str:
+    from harness.port.downloads import sha256_of
+
+    parts = [state.metric, key, load.name, sha256_of(load.model), sha256_of(load.tokenizer),
+             str(load.short_steps), str(load.long_steps)]
+    if state.metric == "guest-ipt":
+        env = environment(profile=state.vm)
+        parts += [str(state.vm), str(state.icount_shift), str(env["qemu"])]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _deterministic(state: BisectState, binary: Path, key: str, load: Workload) -> tuple[float, bool]:
+    """host-ipt or guest-ipt of one build, from the measurement cache when this build was measured before."""
+    cache_file = cache_dir("measurements", state.metric) / f"{_cache_key(state, key, load)}.json"
+    if state.use_cache and cache_file.is_file():
+        try:
+            return float(json.loads(cache_file.read_text())["value"]), True
+        except (OSError, ValueError, KeyError):
+            cache_file.unlink(missing_ok=True)
+    if state.metric == "host-ipt":
+        value = host_ipt(binary, load).per_token
+    else:
+        with quiet():  # session progress is too chatty inside a bisection; the step prints its own line
+            runs = run_in_guest(binary, load, vm=state.vm, icount_shift=state.icount_shift)
+        value = runs[0].guest_ipt(load.short_steps, load.long_steps)
+    staging = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
+    staging.write_text(json.dumps({"value": value, "metric": state.metric}))
+    os.replace(staging, cache_file)
+    return value, False
+
+
+def _tok_s_samples(state: BisectState, binary: Path, load: Workload, runs: int) -> list[float]:
+    with quiet():
+        return [run.tok_s for run in run_in_guest(binary, load, vm=state.vm, runs=runs,
+                                                  steps=WALL_STEPS[load.name])]
+
+
+def tok_s_decision(good: list[float], samples: list[float], threshold: float) -> str | None:
+    """bad when every sample of the commit is slower than --good's median by more than the threshold, good when
+    none is, None while the commit's range straddles that line (more samples needed)."""
+    line = statistics.median(good) / (1 + threshold)
+    if max(samples) < line:
+        return "bad"
+    if min(samples) >= line:
+        return "good"
+    return None
+
+
+def _tok_s_verdict(state: BisectState, binary: Path, load: Workload) -> tuple[str, list[float]]:
+    """Sample the commit (and --good again) until its range is clear of the threshold line, or give up (skip)."""
+    if state.good_binary is None:
+        raise BisectError("the bisect state has no --good binary to re-sample")
+    good_binary = Path(state.good_binary)
+    samples = _tok_s_samples(state, binary, load, TOK_S_FIRST_SAMPLES)
+    while True:
+        verdict = tok_s_decision(state.baseline_samples, samples, state.threshold)
+        if verdict is not None:
+            return verdict, samples
+        if len(samples) >= TOK_S_MAX_SAMPLES:
+            return "skip", samples
+        samples += _tok_s_samples(state, binary, load, 1)
+        state.baseline_samples = state.baseline_samples + _tok_s_samples(state, good_binary, load, 1)
+        state.baseline = statistics.median(state.baseline_samples)
+
+
+def build_target(state: BisectState) -> str:
+    """The build measured: tiny686 for host-ipt and the stand-in guest, the guest's own build for an image."""
+    if state.metric == "host-ipt" or state.vm in (None, "tiny686"):
+        return "tiny686"
+    from harness.guests.detect import detect_profile
+    from harness.run.session import port_target
+    from harness.vm.profile import load_profile
+
+    return port_target(load_profile(detect_profile(Path(state.vm))))
+
+
+def measure_checkout(state: BisectState, checkout: Path, role: str) -> Measurement:
+    """Build the port of the commit checked out at `checkout` and measure it (or say why it is skipped)."""
+    sha = git(checkout, "rev-parse", "HEAD")
+    subject = subject_of(checkout, sha)
+    load = named_workload(state.workload, state.short_steps, state.long_steps)
+    src = checkout / state.port_dir
+    target = build_target(state)
+    try:
+        binary = build_port(target, src_dir=src)
+        key = build_key(target, src)
+    except PortBuildError as error:
+        return Measurement(sha, subject, "skip", error=f"does not build: {error}", role=role)
+    try:
+        if state.metric == "tok_s":
+            if role == "baseline":
+                samples = _tok_s_samples(state, binary, load, TOK_S_FIRST_SAMPLES)
+                return Measurement(sha, subject, "baseline", statistics.median(samples), samples, role=role)
+            verdict, samples = _tok_s_verdict(state, binary, load)
+            return Measurement(sha, subject, verdict, statistics.median(samples), samples, role=role)
+        value, cached = _deterministic(state, binary, key, load)
+    except MeasureError as error:
+        return Measurement(sha, subject, "skip", error=f"port failed: {error}", role=role)
+    if role == "baseline":
+        return Measurement(sha, subject, "baseline", value, [value], cached, role=role)
+    assert state.baseline is not None
+    verdict = "bad" if slower_by(state.metric, state.baseline, value) > state.threshold else "good"
+    return Measurement(sha, subject, verdict, value, [value], cached, role=role)
+
+
