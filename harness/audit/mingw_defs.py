@@ -53,7 +53,7 @@ I386_MACROS: dict[str, bool] = {
 }
 _SYMBOL = re.compile(r"^(?P<name>@?[A-Za-z_?$][\w@?$]*)(?:\s+DATA)?(?:\s*==\s*(?P<target>[A-Za-z_?$][\w@?$]*))?"
                      r"(?:\s+DATA)?(?:\s+@\d+)?(?:\s+NONAME)?(?:\s+DATA)?\s*$")
-_ROUTED_AROUND = re.compile(r"\bi386 ([A-Za-z_]\w*) replaced by (?:emu|alias)\b")
+_ROUTED_AROUND = re.compile(r"\bi386 (?:and x64 )?([A-Za-z_]\w*) replaced by (?:emu|alias)\b")
 _EMU_COMMENT = re.compile(r"^(?P<name>[A-Za-z_][\w]*)\s*;?\s*replaced by emu\b")
 
 
