@@ -222,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"mingw-w64 work tree or bare git directory (default ${SOURCE_ENV})")
     parser.add_argument("--commit", default=None, help="commit to read (bare git directory; default: the pinned one)")
     parser.add_argument("--out", default=None, help="file to write (default fixtures/win98_exports.yaml)")
+    parser.add_argument("--curated", default=None, help="curated facts (default fixtures/win98_curated.yaml)")
     parser.add_argument("--check", action="store_true", help="do not write; exit 1 if the file would change")
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else default_output_path()
@@ -232,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         commit = args.commit
         if commit is None and not (src / "mingw-w64-crt").is_dir():
             commit = pinned_commit(out)
-        text = generate(src, commit)
+        text = generate(src, commit, Path(args.curated) if args.curated else None)
         current = out.read_text(encoding="utf-8") if out.is_file() else ""
         if args.check:
             if current != text:
