@@ -14,7 +14,14 @@ import pytest
 import yaml
 
 from harness.audit.exports_source import SOURCE_ENV, generate, main, pinned_commit
-from harness.audit.mingw_defs import ABSENT, EXPORTED, SKIP, DefFormatError, parse, verdicts
+from harness.audit.mingw_defs import (
+    ABSENT,
+    EXPORTED,
+    SKIP,
+    DefFormatError,
+    parse,
+    verdicts,
+)
 from harness.audit.win98 import default_exports_path, load_exports
 
 KERNEL32_DEF = """LIBRARY "KERNEL32.dll"
