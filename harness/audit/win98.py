@@ -50,9 +50,9 @@ def default_exports_path() -> Path:
     return project_root() / "fixtures" / "win98_exports.yaml"
 
 
-def _by_name(groups: dict[str, list[str]] | None) -> dict[str, str]:
-    """{source: [names]} -> {name: source}."""
-    return {str(name): str(source) for source, names in (groups or {}).items() for name in names}
+def _by_name(groups: dict[str, list[str]] | None, filename: str) -> dict[str, str]:
+    """{section: [names]} -> {name: "file: section"}."""
+    return {str(name): f"{filename}: {section}" for section, names in (groups or {}).items() for name in names}
 
 
 def load_exports(path: Path | None = None) -> Win98Exports:
@@ -64,9 +64,10 @@ def load_exports(path: Path | None = None) -> Win98Exports:
         stubs: dict[str, dict[str, str]] = {}
         absent: dict[str, dict[str, str]] = {}
         for dll, entry in data["dlls"].items():
-            exported[dll.upper()] = _by_name(entry["exported"])
+            filename = Path(str(entry["source"])).name
+            exported[dll.upper()] = _by_name(entry["exported"], filename)
             stubs[dll.upper()] = {str(k): str(v) for k, v in (entry.get("stubs") or {}).items()}
-            absent[dll.upper()] = _by_name(entry.get("absent"))
+            absent[dll.upper()] = _by_name(entry.get("absent"), filename)
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as error:
         raise HarnessError(f"cannot read the Windows 98 export list {path}: {error}") from None
     return Win98Exports(exported, stubs, absent)
