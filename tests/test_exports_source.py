@@ -325,3 +325,22 @@ def test_checked_in_list_has_not_drifted_from_mingw_w64() -> None:
     assert generate(tree, commit) == path.read_text(), (
         "fixtures/win98_exports.yaml differs from what mingw-w64 and fixtures/win98_curated.yaml give: run "
         f"python -m harness.audit.exports_source --src {src}")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("- just\n- a list\n", "top level is not a mapping"),
+    ("stubs: [1, 2]\nUSER32.DLL: {exported: {}}\n", "stubs is not a mapping"),
+    ("sources: {}\n", "has no USER32.DLL section"),
+    ("USER32.DLL: {exported: {issue15: MessageBoxA}}\n", "is not a list of names"),
+    ("USER32.DLL: {exported: {issue15: [MessageBoxA]}, stubs: {MessageBoxW: mslu}}\n", "is not listed as exported"),
+    ("key: [unclosed\n", "cannot read the curated list"),
+])
+def test_bad_curated_file_is_one_line_exit_2(text: str, message: str, fake_mingw: tuple[Path, str, Path],
+                                             tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tree, _, curated = fake_mingw
+    curated.write_text(text)
+    out = tmp_path / "list.yaml"
+    assert main(["--src", str(tree), "--out", str(out), "--curated", str(curated)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()

@@ -108,14 +108,61 @@ def _group(by_name: dict[str, str]) -> dict[str, list[str]]:
     return {source: sorted(names) for source, names in grouped.items()}
 
 
-def _curated(path: Path) -> dict[str, object]:
+@dataclass(frozen=True)
+class Curated:
+    """fixtures/win98_curated.yaml, checked for shape."""
+
+    sources: dict[str, str]
+    w_stub_dlls: frozenset[str]
+    implemented_w: dict[str, dict[str, str]]  # DLL -> W name -> source
+    stubs: dict[str, dict[str, str]]  # DLL -> name -> reason
+    user32_exported: dict[str, list[str]]  # source -> names
+    user32_stubs: dict[str, str]
+    user32_absent: dict[str, str]  # name -> reason
+
+
+def _mapping(value: object, what: str) -> dict[str, object]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UsageError(f"the curated list's {what} is not a mapping")
+    return {str(key): item for key, item in value.items()}
+
+
+def _strings(value: object, what: str) -> dict[str, str]:
+    return {key: str(item) for key, item in _mapping(value, what).items()}
+
+
+def _names(value: object, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise UsageError(f"the curated list's {what} is not a list of names")
+    return sorted(value)
+
+
+def load_curated(path: Path) -> Curated:
+    """Read and shape-check the curated facts; anything wrong is a one-line UsageError."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
-        raise UsageError(f"cannot read the curated list {path}: {error}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{path} is not a mapping")
-    return data
+        raise UsageError(f"cannot read the curated list {path}: {' '.join(str(error).split())}") from None
+    top = _mapping(data, "top level")
+    user32 = _mapping(top.get(CURATED_DLL), CURATED_DLL)
+    if not user32:
+        raise UsageError(f"the curated list {path} has no {CURATED_DLL} section")
+    dlls = top.get("w_stub_dlls") or []
+    if not isinstance(dlls, list):
+        raise UsageError("the curated list's w_stub_dlls is not a list")
+    return Curated(
+        sources=_strings(top.get("sources"), "sources"),
+        w_stub_dlls=frozenset(str(dll) for dll in dlls),
+        implemented_w={dll: _strings(v, f"implemented_w.{dll}")
+                       for dll, v in _mapping(top.get("implemented_w"), "implemented_w").items()},
+        stubs={dll: _strings(v, f"stubs.{dll}") for dll, v in _mapping(top.get("stubs"), "stubs").items()},
+        user32_exported={source: _names(v, f"{CURATED_DLL}.exported.{source}")
+                         for source, v in _mapping(user32.get("exported"), f"{CURATED_DLL}.exported").items()},
+        user32_stubs=_strings(user32.get("stubs"), f"{CURATED_DLL}.stubs"),
+        user32_absent=_strings(user32.get("absent"), f"{CURATED_DLL}.absent"),
+    )
 
 
 def _w_stubs(exported: set[str], implemented: dict[str, str]) -> dict[str, str]:
@@ -125,15 +172,8 @@ def _w_stubs(exported: set[str], implemented: dict[str, str]) -> dict[str, str]:
             if name.endswith("W") and f"{name[:-1]}A" in exported and name not in implemented}
 
 
-def build_lists(source: MingwSource, curated: dict[str, object]) -> dict[str, DllList]:
+def build_lists(source: MingwSource, curated: Curated) -> dict[str, DllList]:
     """Per DLL: exported (by section), stubs (curated + W rule), absent (by section)."""
-    try:
-        stubs_by_dll = dict(curated.get("stubs") or {})  # type: ignore[call-overload]
-        implemented_w = dict(curated.get("implemented_w") or {})  # type: ignore[call-overload]
-        w_stub_dlls = set(curated.get("w_stub_dlls") or [])  # type: ignore[call-overload]
-        user32 = dict(curated[CURATED_DLL])  # type: ignore[call-overload]
-    except (KeyError, TypeError, ValueError) as error:
-        raise UsageError(f"the curated list lacks or misshapes {error}") from None
     lists: dict[str, DllList] = {}
     for dll, relative in DEF_FILES.items():
         try:
@@ -143,33 +183,30 @@ def build_lists(source: MingwSource, curated: dict[str, object]) -> dict[str, Dl
         exported = {name: _short(header) for name, header in found.exported.items()}
         absent = {name: _short(header) for name, header in found.absent.items()}
         stubs: dict[str, str] = {}
-        if dll in w_stub_dlls:
-            stubs.update(_w_stubs(set(exported), dict(implemented_w.get(dll) or {})))
-        for name, reason in dict(stubs_by_dll.get(dll) or {}).items():
+        if dll in curated.w_stub_dlls:
+            stubs.update(_w_stubs(set(exported), curated.implemented_w.get(dll, {})))
+        for name, reason in curated.stubs.get(dll, {}).items():
             if name not in exported:
                 raise UsageError(f"curated stub {dll}!{name} is not an export of Windows 98 SE per {relative}")
-            stubs[name] = str(reason)
+            stubs[name] = reason
         lists[dll] = DllList(relative, _group(exported), dict(sorted(stubs.items())), _group(absent))
-    lists[CURATED_DLL] = _user32(user32)
+    lists[CURATED_DLL] = _user32(curated)
     return lists
 
 
-def _user32(entry: dict[str, object]) -> DllList:
-    exported_groups = {str(key): sorted(names)
-                       for key, names in dict(entry.get("exported") or {}).items()}  # type: ignore[call-overload]
-    names = {name for group in exported_groups.values() for name in group}
-    stubs = {str(k): str(v) for k, v in dict(entry.get("stubs") or {}).items()}  # type: ignore[call-overload]
-    for name in stubs:
+def _user32(curated: Curated) -> DllList:
+    names = {name for group in curated.user32_exported.values() for name in group}
+    for name in curated.user32_stubs:
         if name not in names:
             raise UsageError(f"curated stub {CURATED_DLL}!{name} is not listed as exported")
     absent: dict[str, list[str]] = {}
-    for name, reason in dict(entry.get("absent") or {}).items():  # type: ignore[call-overload]
-        absent.setdefault(str(reason), []).append(str(name))
-    return DllList("fixtures/win98_curated.yaml", exported_groups, dict(sorted(stubs.items())),
-                   {key: sorted(value) for key, value in absent.items()})
+    for name, reason in curated.user32_absent.items():
+        absent.setdefault(reason, []).append(name)
+    return DllList("fixtures/win98_curated.yaml", dict(curated.user32_exported),
+                   dict(sorted(curated.user32_stubs.items())), {key: sorted(value) for key, value in absent.items()})
 
 
-def render(lists: dict[str, DllList], commit: str, curated: dict[str, object]) -> str:
+def render(lists: dict[str, DllList], commit: str, curated: Curated) -> str:
     """The YAML text, deterministic for a given commit and curated file."""
     header = (
         "# GENERATED by `python -m harness.audit.exports_source` from mingw-w64 (commit below) and\n"
@@ -182,7 +219,7 @@ def render(lists: dict[str, DllList], commit: str, curated: dict[str, object]) -
     document = {
         "target": "Windows 98 Second Edition (4.10.2222 A)",
         "mingw_w64": {"repository": REPOSITORY, "commit": commit},
-        "sources": curated.get("sources") or {},
+        "sources": curated.sources,
         "size": {dll: {"exported": sum(len(v) for v in entry.exported.values()), "stubs": len(entry.stubs),
                        "absent": sum(len(v) for v in entry.absent.values())} for dll, entry in lists.items()},
         "dlls": {dll: {"source": entry.source, "exported": entry.exported, "stubs": entry.stubs,
@@ -204,7 +241,7 @@ def pinned_commit(path: Path) -> str | None:
 def generate(src: Path, commit: str | None = None, curated_path: Path | None = None) -> str:
     """Generate the list's text from a mingw-w64 copy (at `commit` for a bare git directory)."""
     source = MingwSource(src, commit)
-    curated = _curated(curated_path or default_curated_path())
+    curated = load_curated(curated_path or default_curated_path())
     return render(build_lists(source, curated), source.commit, curated)
 
 
@@ -246,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"exports_source: wrote {out}")
         return 0
     except HarnessError as error:
-        print(f"exports_source: error: {error}", file=sys.stderr)
+        print(f"exports_source: error: {' '.join(str(error).split())}", file=sys.stderr)
         return error.exit_code
 
 

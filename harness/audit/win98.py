@@ -69,7 +69,7 @@ def load_exports(path: Path | None = None) -> Win98Exports:
             stubs[dll.upper()] = {str(k): str(v) for k, v in (entry.get("stubs") or {}).items()}
             absent[dll.upper()] = _by_name(entry.get("absent"), filename)
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as error:
-        raise HarnessError(f"cannot read the Windows 98 export list {path}: {error}") from None
+        raise HarnessError(f"cannot read the Windows 98 export list {path}: {' '.join(str(error).split())}") from None
     return Win98Exports(exported, stubs, absent)
 
 
