@@ -12,12 +12,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from harness.audit import audit, isa
 from harness.audit.binary import load
 from harness.audit.scope import defined_functions
-from harness.audit.win98 import default_exports_path, load_exports
+from harness.audit.win98 import load_exports
 from harness.cli import main
 from harness.port.build import build_port, default_src_dir
 from tests.port_helpers import built
@@ -325,17 +324,17 @@ def test_shipped_win32_builds_are_clean_for_win98(program: str) -> None:
 # --- the Windows 98 export list ------------------------------------------------------------------------------
 
 def test_export_list_is_consistent() -> None:
-    data = yaml.safe_load(default_exports_path().read_text())
+    """The generated list (tests/test_exports_source.py covers how it is made): four DLLs, stubs are exports."""
     exports = load_exports()
-    assert set(exports.available) == {"KERNEL32.DLL", "USER32.DLL", "ADVAPI32.DLL", "MSVCRT.DLL"}
-    for dll, entry in data["dlls"].items():
-        assert set(entry["available"]) <= set(data["sources"]), dll
-        overlap = exports.available[dll] & set(exports.unusable[dll])
-        assert not overlap, f"{dll}: both available and unusable: {overlap}"
-        for name, reason in exports.unusable[dll].items():
-            assert reason.startswith(("absent", "stub", "NT-only", "NT ")), f"{dll}!{name}: {reason}"
-    for trap in ("GetTickCount64", "CancelIoEx", "GetFileSizeEx", "CreateFileW", "SetHandleInformation"):
-        assert trap in exports.unusable["KERNEL32.DLL"]
+    assert set(exports.exported) == {"KERNEL32.DLL", "USER32.DLL", "ADVAPI32.DLL", "MSVCRT.DLL"}
+    for dll, names in exports.exported.items():
+        assert set(exports.stubs[dll]) <= set(names), dll
+        assert not set(names) & set(exports.absent[dll]), dll
+        assert all(source for source in names.values()), dll
+    for trap in ("GetTickCount64", "CancelIoEx", "GetFileSizeEx"):
+        assert trap in exports.absent["KERNEL32.DLL"], trap
+    for stub in ("CreateFileW", "SetHandleInformation"):
+        assert stub in exports.stubs["KERNEL32.DLL"], stub
 
 
 def test_every_import_of_the_shipped_pes_is_listed() -> None:
@@ -356,12 +355,14 @@ def test_export_list_against_a_real_windows98_system_dir() -> None:
         pytest.skip("set LLAMA98_WIN98_SYSTEM_DIR to a Windows 98 SE WINDOWS/SYSTEM directory to verify the list")
     import pefile
     exports = load_exports()
-    for dll, names in exports.available.items():
+    for dll, by_name in exports.exported.items():
+        names = set(by_name)
         matches = [p for p in Path(system).iterdir() if p.name.upper() == dll]
         assert matches, f"{dll} not in {system}"
         pe = pefile.PE(str(matches[0]))
         real = {symbol.name.decode() for symbol in pe.DIRECTORY_ENTRY_EXPORT.symbols if symbol.name}
         assert names <= real, f"{dll} lacks {sorted(names - real)}"
+        assert not set(exports.absent[dll]) & real, f"{dll} has {sorted(set(exports.absent[dll]) & real)}"
 
 
 def test_c89_function_scanner() -> None:

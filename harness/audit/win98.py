@@ -1,7 +1,11 @@
 """Windows 98 SE loader checks for a PE: imported DLLs and functions, subsystem/OS version, heap reserve.
 
-The import facts live in fixtures/win98_exports.yaml (data with its sources, not code). The check fails closed:
-an import that the file does not list as available is a finding, so adding a Win32 call means looking it up.
+The import facts live in fixtures/win98_exports.yaml, generated from mingw-w64's per-release export annotations
+and a small curated file (harness/audit/exports_source.py). Each import gets one of three verdicts besides "fine":
+- "not exported by Windows 98 SE": the source lists the name as added in a later release (the loader refuses to
+  start the program);
+- "exported but a stub there": it loads, but the call fails (NT-only functions, W functions without unicows);
+- "no evidence either way": the name is in no list. The check fails closed, so this is a finding too.
 """
 
 from __future__ import annotations
@@ -16,14 +20,23 @@ from harness.core.errors import HarnessError, UsageError
 from harness.core.paths import project_root
 
 MAX_VERSION = (4, 0)
+NOT_EXPORTED = "not exported by Windows 98 SE"
+STUB = "exported but a stub there"
+NO_EVIDENCE = "no evidence either way"
 
 
 @dataclass(frozen=True)
 class Win98Exports:
-    """Per upper-case DLL name: available function names, and unusable ones with the reason."""
+    """Per upper-case DLL name and function name: the source that says it is exported, a stub, or absent."""
 
-    available: dict[str, frozenset[str]]
-    unusable: dict[str, dict[str, str]]
+    exported: dict[str, dict[str, str]]
+    stubs: dict[str, dict[str, str]]
+    absent: dict[str, dict[str, str]]
+
+    @property
+    def available(self) -> dict[str, frozenset[str]]:
+        """Names a program can import and call: exported and not a stub."""
+        return {dll: frozenset(set(names) - set(self.stubs.get(dll, {}))) for dll, names in self.exported.items()}
 
 
 @dataclass(frozen=True)
@@ -37,22 +50,40 @@ def default_exports_path() -> Path:
     return project_root() / "fixtures" / "win98_exports.yaml"
 
 
+def _by_name(groups: dict[str, list[str]] | None, filename: str) -> dict[str, str]:
+    """{section: [names]} -> {name: "file: section"}."""
+    return {str(name): f"{filename}: {section}" for section, names in (groups or {}).items() for name in names}
+
+
 def load_exports(path: Path | None = None) -> Win98Exports:
-    """Read the fixture; a missing or malformed file is a one-line HarnessError."""
+    """Read the generated list; a missing or malformed file is a one-line HarnessError."""
     path = path or default_exports_path()
     try:
-        data = yaml.safe_load(path.read_text())
-        available: dict[str, frozenset[str]] = {}
-        unusable: dict[str, dict[str, str]] = {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        exported: dict[str, dict[str, str]] = {}
+        stubs: dict[str, dict[str, str]] = {}
+        absent: dict[str, dict[str, str]] = {}
         for dll, entry in data["dlls"].items():
-            names: set[str] = set()
-            for functions in entry["available"].values():
-                names.update(functions)
-            available[dll.upper()] = frozenset(names)
-            unusable[dll.upper()] = dict(entry.get("unusable") or {})
+            filename = Path(str(entry["source"])).name
+            exported[dll.upper()] = _by_name(entry["exported"], filename)
+            stubs[dll.upper()] = {str(k): str(v) for k, v in (entry.get("stubs") or {}).items()}
+            absent[dll.upper()] = _by_name(entry.get("absent"), filename)
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as error:
-        raise HarnessError(f"cannot read the Windows 98 export list {path}: {error}") from None
-    return Win98Exports(available, unusable)
+        raise HarnessError(f"cannot read the Windows 98 export list {path}: {' '.join(str(error).split())}") from None
+    return Win98Exports(exported, stubs, absent)
+
+
+def import_verdict(exports: Win98Exports, dll: str, name: str) -> str | None:
+    """None when `dll!name` is fine on Windows 98 SE, else the finding's text (it starts with its kind)."""
+    dll = dll.upper()
+    if name in exports.stubs.get(dll, {}):
+        return f"{STUB}: {exports.stubs[dll][name]}"
+    if name in exports.exported.get(dll, {}):
+        return None
+    if name in exports.absent.get(dll, {}):
+        return f"{NOT_EXPORTED} ({exports.absent[dll][name]})"
+    return (f"{NO_EVIDENCE}: in none of the list's sources (mingw-w64 .def annotations, "
+            "fixtures/win98_curated.yaml); look it up and add it with its source")
 
 
 def _version(pair: tuple[int, int]) -> str:
@@ -78,7 +109,7 @@ def check(binary: Binary, exports: Win98Exports) -> list[OsFinding]:
     reported_dlls: set[str] = set()
     for item in binary.imports:
         dll = item.dll.upper()
-        if dll not in exports.available:
+        if dll not in exports.exported:
             if dll not in reported_dlls:
                 reported_dlls.add(dll)
                 findings.append(OsFinding("dll", item.dll, "DLL not covered by the Windows 98 SE list "
@@ -88,9 +119,8 @@ def check(binary: Binary, exports: Win98Exports) -> list[OsFinding]:
         if item.name is None:
             findings.append(OsFinding("import", label, "import by ordinal: ordinals differ between Windows "
                                       "versions and cannot be checked"))
-        elif item.name in exports.unusable[dll]:
-            findings.append(OsFinding("import", label, exports.unusable[dll][item.name]))
-        elif item.name not in exports.available[dll]:
-            findings.append(OsFinding("import", label, "not in the Windows 98 SE list "
-                                      "(look it up and add it to fixtures/win98_exports.yaml with its source)"))
+            continue
+        verdict = import_verdict(exports, dll, item.name)
+        if verdict is not None:
+            findings.append(OsFinding("import", label, verdict))
     return findings
