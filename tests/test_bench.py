@@ -15,7 +15,16 @@ import pytest
 
 from harness.core.paths import project_root
 from harness.perf.plot import PlotError, plot_history, plot_series
-from harness.perf.results import SCHEMA, CommitResult, ResultsError, load_history, read_result, record_run, summary, value_of
+from harness.perf.results import (
+    SCHEMA,
+    CommitResult,
+    ResultsError,
+    load_history,
+    read_result,
+    record_run,
+    summary,
+    value_of,
+)
 from tests.port_helpers import fixture, fixture_dir
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

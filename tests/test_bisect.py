@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.perf.bisect import BisectError, bisect, max_steps, parse_threshold, slower_by, tok_s_decision
 from harness.core.errors import UsageError
 from harness.core.paths import project_root
+from harness.perf.bisect import BisectError, bisect, max_steps, parse_threshold, slower_by, tok_s_decision
 from tests.port_helpers import fixture, fixture_dir
 
 PORT = project_root() / "ports" / "llama98"

@@ -21,14 +21,14 @@ from harness.vm.profile import load_profile
 BANNER_SCRIPT = "sleep 0.2; echo TINY686 READY; exec sh -i {flags}"
 
 
-def _shell_console(tmp_path: Path, flags: str = "", screendump=None) -> tuple[Console, subprocess.Popen[bytes]]:  # type: ignore[no-untyped-def]
+def _shell_console(tmp_path: Path, flags: str = "", screendump=None) -> tuple[Console, subprocess.Popen[bytes]]:
     ours, theirs = socket.socketpair()
     process = subprocess.Popen(["sh", "-c", BANNER_SCRIPT.format(flags=flags)], stdin=theirs, stdout=theirs,
                                stderr=theirs, env={"PS1": "tiny686# ", "PATH": os.environ["PATH"]})
     theirs.close()
     spec = dataclasses.replace(load_profile("tiny686").console, setup_commands=())  # no tty here for stty
     console = Console(ours, spec, tmp_path / "serial.log", screendump=screendump, artifacts=tmp_path)
-    console._test_socket = ours  # type: ignore[attr-defined]  # keep the socket alive with the console
+    console._test_socket = ours  # keep the socket alive with the console
     return console, process
 
 

@@ -166,8 +166,8 @@ def test_shared_fixtures_match_the_manifest(monkeypatch):
 
 
 def test_prompts_file_has_a_byte_fallback_prompt():
-    from harness.port.downloads import load_prompts
     from harness.oracle import load_tokenizer
+    from harness.port.downloads import load_prompts
 
     prompts = load_prompts()
     assert len(prompts) >= 3 and len({p.name for p in prompts}) == len(prompts)

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from harness.core.artifacts import ArtifactDir
-from harness.vm.console import ConsoleTimeout
 from harness.core.errors import HarnessError
+from harness.core.hashing import file_sha256
+from harness.vm.console import ConsoleTimeout
 from harness.vm.ftp import FileServer, ServedFile
 from harness.vm.guest import Guest, GuestMemoryError, TransferError, open_guest
-from harness.vm.profile import load_profile
-from harness.core.hashing import file_sha256
 from harness.vm.machine import Machine, MachineOptions
 from harness.vm.processes import live_qemu_pids
+from harness.vm.profile import load_profile
 
 pytestmark = pytest.mark.vm
 
@@ -30,8 +30,8 @@ pytestmark = pytest.mark.vm
 def tiny686_image(config: pytest.Config) -> Path:
     """The tiny686 image for these tests, from `--vm` (the pytest plugin skips `vm` tests without it).
 
-    `--vm tiny686` builds it (or takes it from the cache) with harness.guests.tiny686.image; `--vm IMAGE` uses IMAGE if it
-    is a tiny686 image; a Windows 98 image skips these tiny686-specific tests.
+    `--vm tiny686` builds it (or takes it from the cache) with harness.guests.tiny686.image; `--vm IMAGE` uses
+    IMAGE if it is a tiny686 image; a Windows 98 image skips these tiny686-specific tests.
     """
     chosen = config.getoption("--vm", default=None) or os.environ.get("LLAMA98_TINY686_IMAGE")
     if not chosen:

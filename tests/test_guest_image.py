@@ -33,7 +33,9 @@ from pyftpdlib.servers import FTPServer
 from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from harness import cli
+from harness.core.paths import cache_dir
 from harness.guests.tiny686.debian_packages import depends_names
+from harness.guests.tiny686.host_tools import check_host_tools
 from harness.guests.tiny686.image import (
     GuestBuildError,
     build_guest,
@@ -41,9 +43,7 @@ from harness.guests.tiny686.image import (
     guest_manifest,
     load_recipe,
 )
-from harness.guests.tiny686.host_tools import check_host_tools
 from harness.guests.tiny686.initramfs import CpioArchive, elf_needed, resolve_in_root
-from harness.core.paths import cache_dir
 
 PROMPT = "tiny686# "
 READY = "TINY686 READY"

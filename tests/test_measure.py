@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.core.errors import UsageError
+from harness.core.paths import project_root
 from harness.perf.measure import (
     MeasureError,
     Workload,
@@ -23,7 +24,6 @@ from harness.perf.measure import (
     workload,
     workload_names,
 )
-from harness.core.paths import project_root
 from harness.port.report import format_report, parse_report
 from tests.port_helpers import fixture, fixture_dir, tiny686_bin  # noqa: F401
 

@@ -6,6 +6,7 @@ import struct
 
 import pytest
 
+from harness.oracle import generate, load_checkpoint, load_tokenizer
 from harness.port.modelgen import (
     SHAPES,
     ModelGenError,
@@ -16,7 +17,6 @@ from harness.port.modelgen import (
     write_checkpoint,
     write_tokenizer,
 )
-from harness.oracle import generate, load_checkpoint, load_tokenizer
 
 
 @pytest.fixture

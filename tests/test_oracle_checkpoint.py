@@ -7,10 +7,10 @@ import struct
 import numpy as np
 import pytest
 
-from harness.port.downloads import FixtureError, resolve
-from harness.port.modelgen import SHAPES, ModelShape, write_checkpoint
 from harness.oracle import CheckpointError, load_checkpoint
 from harness.oracle.model import Transformer
+from harness.port.downloads import FixtureError, resolve
+from harness.port.modelgen import SHAPES, ModelShape, write_checkpoint
 
 SMALL = ["gqa-512", "unshared-512", "odd-hidden-mqa", "single-head-400"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import harness.cli
-from harness.port.downloads import FixtureError, resolve
 from harness.oracle import generate, generate_text
 from harness.oracle.generate import c_atof, c_atoi, clamp_args
+from harness.port.downloads import FixtureError, resolve
 
 # llama2.c `run stories260K.bin -z tok512.bin -t 0 -n 200`, as published in llama2.c's own test_all.py (which
 # compares stdout after .strip(); run prints one more "\n" after the text).
@@ -56,7 +56,8 @@ def run_cli(argv: list[str], monkeypatch, capfdbinary) -> tuple[int, bytes, byte
 
 def test_argmax_story_is_llama2c_output(model260k):
     text = generate_text(*model260k, temperature=0.0, steps=200)
-    assert text.startswith(b"Once upon a time, there was a little girl named Lily. She loved to play outside in the park.")
+    assert text.startswith(b"Once upon a time, there was a little girl named Lily. "
+                           b"She loved to play outside in the park.")
     assert text == ARGMAX_200 + b"\n"
     assert len(text.rstrip(b"\n")) == 464
 

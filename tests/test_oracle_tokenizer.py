@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.port.downloads import FixtureError, resolve
 from harness.oracle import TokenizerError, load_tokenizer
 from harness.oracle.tokenizer import parse_byte_piece
+from harness.port.downloads import FixtureError, resolve
 
 SPECIALS = [b"<unk>", b"\n<s>\n", b"\n</s>\n"]
 BYTES = [f"<0x{b:02X}>".encode() for b in range(256)]

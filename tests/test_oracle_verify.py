@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import harness.cli
-from harness.port.downloads import FixtureError, resolve
-from harness.port.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
 from harness.oracle.generate import Oracle, clamp_args
 from harness.oracle.verify import verify
+from harness.port.downloads import FixtureError, resolve
+from harness.port.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
 from harness.port.report import parse_report
 
 

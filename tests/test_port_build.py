@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from harness.port.build import PortBuildError, build_port, default_src_dir
-from tests.port_helpers import built  # noqa: F401  (fixtures below)
-from tests.port_helpers import win32_exe  # noqa: F401
+from tests.port_helpers import (
+    built,  # noqa: F401  (fixtures below)
+    win32_exe,  # noqa: F401
+)
 
 STRICT = ["-std=c89", "-pedantic-errors", "-Wall", "-Wextra", "-Wdeclaration-after-statement", "-Werror"]
 SOURCES = sorted(p.name for p in default_src_dir().glob("*.c"))

@@ -11,8 +11,16 @@ from pathlib import Path
 import pytest
 
 from harness.port.build import default_src_dir
-from tests.port_helpers import (GREEDY_STORY_START, asan_bin, fixture, native_bin, parse_report,  # noqa: F401
-                          run_port, stories_args, tiny686_bin)
+from tests.port_helpers import (  # noqa: F401
+    GREEDY_STORY_START,
+    asan_bin,
+    fixture,
+    native_bin,
+    parse_report,
+    run_port,
+    stories_args,
+    tiny686_bin,
+)
 
 # (name, extra arguments): greedy, three seeded samplers (with/without top-p and prompt), and -n 0.
 RUNS = [

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.port.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
 from harness.oracle.generate import generate_text
 from harness.oracle.verify import verify
+from harness.port.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
 from harness.port.report import parse_report, split_stdout
 from tests.port_helpers import fixture, native_bin, run_port, tiny686_bin  # noqa: F401
 

@@ -13,8 +13,16 @@ from pathlib import Path
 import pytest
 
 from harness.core.paths import cache_dir
-from tests.port_helpers import (WINE_MISSING, fixture, native_bin, parse_report, run_port, stories_args,  # noqa: F401
-                          win32_exe, wine_command)
+from tests.port_helpers import (  # noqa: F401
+    WINE_MISSING,
+    fixture,
+    native_bin,
+    parse_report,
+    run_port,
+    stories_args,
+    win32_exe,
+    wine_command,
+)
 
 pytestmark = pytest.mark.wine
 

@@ -34,7 +34,7 @@ def test_sentinel_cannot_match_the_command_that_prints_it() -> None:
     assert re.search(spec.sentinel_pattern.replace("{id}", "abc123"), line) is None
 
 
-def _write_variant(tmp_path: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+def _write_variant(tmp_path: Path, edit) -> Path:
     document = yaml.safe_load(load_profile("tiny686").source.read_text())
     edit(document)
     path = tmp_path / "variant.yaml"
@@ -53,7 +53,7 @@ def _write_variant(tmp_path: Path, edit) -> Path:  # type: ignore[no-untyped-def
     (lambda d: d["machine"].update(os_reserved_mb=500), "must be smaller than machine.memory_mb"),
     (lambda d: d["ftp"].update(passive=None), "'ftp.default_mode' is 'passive' but ftp.passive is not set"),
 ])
-def test_bad_profile_is_one_line_naming_the_field(tmp_path: Path, edit, expected: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_profile_is_one_line_naming_the_field(tmp_path: Path, edit, expected: str) -> None:
     path = _write_variant(tmp_path, edit)
     with pytest.raises(ProfileError) as info:
         load_profile(path)

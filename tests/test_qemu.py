@@ -20,15 +20,15 @@ import pytest
 from PIL import Image
 
 from harness.core.artifacts import ArtifactDir
-from harness.vm.console import ConsoleTimeout
-from harness.vm.ftp import FileServer
-from harness.vm.guest import Guest
-from harness.vm.profile import load_profile
 from harness.core.errors import ImageError
 from harness.core.hashing import file_sha256
+from harness.vm.console import ConsoleTimeout
 from harness.vm.disk import DiskImage
+from harness.vm.ftp import FileServer
+from harness.vm.guest import Guest
 from harness.vm.machine import Machine, MachineOptions
 from harness.vm.processes import QemuError, QemuLaunchError, live_qemu_pids
+from harness.vm.profile import load_profile
 from harness.vm.snapshots import SNAPSHOT_NAME, SnapshotCache
 
 
@@ -101,7 +101,7 @@ def test_starts_on_an_overlay_answers_qmp_and_stops(spinning_image: Path, artifa
         machine.resume()
         run_dir = machine.overlay.parent
         assert (run_dir.stat().st_mode & 0o777) == 0o700
-    assert pid not in live_qemu_pids() and _process_gone(pid)  # type: ignore[arg-type]
+    assert pid not in live_qemu_pids() and _process_gone(pid)
     assert not run_dir.exists()
     machine.stop()  # idempotent
 
@@ -205,7 +205,7 @@ def test_guest_that_never_reaches_its_prompt_times_out_with_a_screendump(
     assert str(artifacts.serial_transcript) in message and str(artifacts) in message
     assert info.value.screendump is not None and info.value.screendump.exists()
     assert info.value.screendump.suffix == ".png" and str(info.value.screendump) in message
-    assert pid not in live_qemu_pids() and _process_gone(pid)  # type: ignore[arg-type]
+    assert pid not in live_qemu_pids() and _process_gone(pid)
 
 
 _CHILD = textwrap.dedent("""

@@ -36,7 +36,8 @@ def test_parses_every_record():
 def test_tok_per_s_skips_the_first_step():
     r = parse_report(SAMPLE)
     assert r.tok_per_s() == pytest.approx(2 * 1000000 / (1180 + 820))
-    one = parse_report(SAMPLE.replace("token pos=1 id=407 ticks=1180\n", "").replace("token pos=2 id=261 ticks=820\n", ""))
+    one = parse_report(SAMPLE.replace("token pos=1 id=407 ticks=1180\n", "")
+                       .replace("token pos=2 id=261 ticks=820\n", ""))
     assert one.tok_per_s() is None
 
 

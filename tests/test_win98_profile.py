@@ -20,16 +20,16 @@ from pathlib import Path
 import pytest
 
 from harness.core.artifacts import ArtifactDir
-from harness.vm.console import ConsoleTimeout
-from harness.vm.ftp import FileServer
-from harness.vm.guest import Guest, GuestError, TransferError, open_guest
 from harness.oracle import generate_text
 from harness.oracle.verify import verify
 from harness.port.build import PortBuildError, build_port
-from harness.vm.profile import GuestProfile, ProfileError, load_profile
+from harness.port.report import parse_report
+from harness.vm.console import ConsoleTimeout
+from harness.vm.ftp import FileServer
+from harness.vm.guest import Guest, GuestError, TransferError, open_guest
 from harness.vm.machine import Machine, MachineOptions
 from harness.vm.processes import QemuError
-from harness.port.report import parse_report
+from harness.vm.profile import GuestProfile, ProfileError, load_profile
 from tests.fake_agent98 import FakeWin98Machine
 from tests.port_helpers import fixture
 
@@ -66,7 +66,7 @@ def win98(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     machine = FakeWin98Machine(PROFILE, drive, _built("native"))
     try:
         with FileServer(artifacts, bridge=machine) as server, \
-                Guest(machine, server, artifacts) as guest:  # type: ignore[arg-type]
+                Guest(machine, server, artifacts) as guest:
             guest.ready = guest.wait_ready(30)
             yield Win98(guest, drive, machine)
             assert guest.shutdown(20), "the fake agent did not end on the profile's shutdown command"
@@ -113,7 +113,7 @@ def test_fetch_uses_ftp_exe_in_active_mode_and_verifies_by_crc32(win98: Win98, t
     assert records[-1].transfer_type == "binary" and records[-1].complete
     if win98.machine is not None:
         assert win98.machine.forwards and win98.machine.removed == win98.machine.forwards
-        assert (win98.drive / "C" / "RUN" / "PAYLOAD.BIN").read_bytes() == payload  # type: ignore[operator]
+        assert (win98.drive / "C" / "RUN" / "PAYLOAD.BIN").read_bytes() == payload
     transcript = win98.guest.console.transcript.read_text(encoding="utf-8", errors="replace")
     assert re.search(r"ftp\.exe -n -s:C:\\RUN\\FTP\.SCR", transcript)
 
@@ -169,7 +169,7 @@ def test_a_late_banner_gets_the_logon_keys_once(keys: tuple[str, ...], tmp_path:
     (tmp_path / "drive" / "C").mkdir(parents=True)
     machine = FakeWin98Machine(profile, tmp_path / "drive", Path("/bin/false"), logon_dialog=True)
     try:
-        with FileServer(artifacts) as server, Guest(machine, server, artifacts) as guest:  # type: ignore[arg-type]
+        with FileServer(artifacts) as server, Guest(machine, server, artifacts) as guest:
             if keys:
                 ready = guest.wait_ready(20)
                 assert machine.keys == ["ret"], "the keys are pressed exactly once"

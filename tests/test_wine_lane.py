@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 
 from harness.core.artifacts import ArtifactDir
-from harness.vm.console import Console
+from harness.guests.win98.wine_lane import WineAgent, live_agent_pids, windows_path, wine_agent, wine_available
 from harness.oracle import generate_text
 from harness.oracle.verify import verify
-from tests.port_helpers import win32_program
 from harness.port.report import parse_report, split_stdout
-from harness.guests.win98.wine_lane import WineAgent, live_agent_pids, windows_path, wine_agent, wine_available
-from tests.port_helpers import WINE_MISSING, fixture
+from harness.vm.console import Console
+from tests.port_helpers import WINE_MISSING, fixture, win32_program
 
 pytestmark = pytest.mark.wine
 

@@ -13,8 +13,9 @@ What is audited (`--scope`):
   those four are CPUID-guarded too (XBEGIN/XEND/XABORT in lock elision, used only when CPUID reports RTM;
   XGETBV in the CPU-feature set-up, run only when CPUID reports OSXSAVE); the rest of Debian's i386 glibc is
   built for i686 (P6). Auditing glibc's bytes therefore reports only code that does not execute on the target;
-  auditing ours reports what our compiler flags really produced. Reachability from main was considered and rejected: ifunc resolvers take the
-  address of every variant, so a sound reachability analysis would mark them all reachable anyway.
+  auditing ours reports what our compiler flags really produced. Reachability from main was considered and
+  rejected: ifunc resolvers take the address of every variant, so a sound reachability analysis would mark
+  them all reachable anyway.
 - `all`: every executable section, with names from the symbol table where there is one. The default for PE:
   MinGW's static CRT start-up and libgcc are small, have no CPUID dispatch, and belong to what ships, so all of
   it is checked; an OpenWatcom PE has no symbol table at all, so there is nothing to scope by.
@@ -153,7 +154,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0 if result.clean else 1
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `llama98-harness audit`."""
     parser = subparsers.add_parser(
         "audit",

@@ -27,8 +27,8 @@ from pathlib import Path
 import yaml
 
 from harness.audit.mingw_defs import DefFormatError, parse, verdicts
-from harness.errors import HarnessError, UsageError
-from harness.paths import project_root
+from harness.core.errors import HarnessError, UsageError
+from harness.core.paths import project_root
 
 SOURCE_ENV = "LLAMA98_MINGW_W64_SRC"
 REPOSITORY = "https://github.com/mingw-w64/mingw-w64"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 EXPORTED = "exported"
 ABSENT = "absent"

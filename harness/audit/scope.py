@@ -56,9 +56,8 @@ def defined_functions(source: str) -> set[str]:
         if char == "{":
             if depth == 0:
                 head = text[max(0, text.rfind(";", 0, position), text.rfind("}", 0, position)):position + 1]
-                match = None
-                for match in _DEFINITION.finditer(head):
-                    pass
+                matches = list(_DEFINITION.finditer(head))
+                match = matches[-1] if matches else None  # the definition nearest the brace
                 if match is not None and match.end() == len(head) and match.group(1) not in _KEYWORDS:
                     names.add(match.group(1))
             depth += 1

@@ -55,8 +55,10 @@ def run(command: Sequence[str | Path], *, what: str | None = None, timeout: floa
     if extra_env:
         environment.update(extra_env)
     try:
+        # No input: stdin is /dev/null, so a tool that asks a question fails instead of waiting for a terminal.
+        stdin = subprocess.DEVNULL if input is None else None
         result = subprocess.run(argv, cwd=cwd, env=environment, capture_output=True, text=text, input=input,
-                                timeout=timeout, check=False)
+                                stdin=stdin, timeout=timeout, check=False)
     except FileNotFoundError:
         raise error(f"{label}: {argv[0]} not found on PATH") from None
     except subprocess.TimeoutExpired:

@@ -8,15 +8,13 @@ first converted to a temporary raw copy, so the user's file is only ever opened 
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import ImageError
+from harness.core.proc import require, run
 from harness.vm.disk import DiskImage
 
 FAT_PARTITION_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}
@@ -60,12 +58,11 @@ def read_partitions(raw_image: Path) -> list[Partition]:
 
 def fat_file_exists(raw_image: Path, partition: Partition, dos_path: str) -> bool:
     """Whether DOS_PATH (e.g. `WINDOWS/WIN.COM`) exists on a FAT partition, using read-only mtools."""
-    if shutil.which("mdir") is None:
-        raise ImageError("mtools not found: install the mtools package")
-    env = dict(os.environ, MTOOLS_SKIP_CHECK="1", MTOOLS_NO_VFAT="0")
-    proc = subprocess.run(["mdir", "-b", "-i", f"{raw_image}@@{partition.offset}", f"::/{dos_path}"],
-                          capture_output=True, text=True, timeout=60, env=env)
-    return proc.returncode == 0
+    mdir = require("mdir", "apt-get install mtools", ImageError)
+    listing = run([mdir, "-b", "-i", f"{raw_image}@@{partition.offset}", f"::/{dos_path}"], what="mdir",
+                  timeout=60, extra_env={"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}, check=False,
+                  error=ImageError)
+    return listing.returncode == 0
 
 
 _detected: dict[tuple[str, int, int], str] = {}
@@ -90,10 +87,8 @@ def _detect(image: Path, image_format: str) -> str:
         return _detect_in_raw(image)
     with tempfile.TemporaryDirectory(prefix="llama98-detect-") as scratch:
         raw_copy = Path(scratch) / "image.raw"
-        proc = subprocess.run(["qemu-img", "convert", "-f", image_format, "-O", "raw", str(image), str(raw_copy)],
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            raise ImageError(f"cannot read {image_format} image {image}: {proc.stderr.strip()[:200]}")
+        run(["qemu-img", "convert", "-f", image_format, "-O", "raw", str(image), str(raw_copy)],
+            what=f"reading {image_format} image {image} (qemu-img convert)", timeout=600, error=ImageError)
         return _detect_in_raw(raw_copy)
 
 

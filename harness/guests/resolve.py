@@ -6,10 +6,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from harness.guests import BUILTIN_GUEST
 from harness.guests.detect import detect_profile
 from harness.vm.profile import GuestProfile, load_profile
-
-from harness.guests import BUILTIN_GUEST
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from harness.oracle.checkpoint import Checkpoint, ModelConfig, load_checkpoint
 from harness.oracle.errors import CheckpointError, OracleError, TokenizerError
-from harness.oracle.generate import Generation, Oracle, RunArgs, clamp_args, generate, generate_text
+from harness.oracle.generate import (
+    Generation,
+    Oracle,
+    RunArgs,
+    clamp_args,
+    generate,
+    generate_text,
+)
 from harness.oracle.tokenizer import Tokenizer, load_tokenizer
 from harness.oracle.verify import Verdict, verify
 

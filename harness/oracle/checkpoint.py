@@ -141,12 +141,13 @@ def _read_header(path: Path, head: bytes, file_size: int) -> tuple[int, int, Mod
         shared_flag = head[36]
         if shared_flag not in (0, 1):
             raise CheckpointError(f"{path}: v1 shared-classifier flag is {shared_flag}, expected 0 or 1")
-        config = ModelConfig(*fields, shared_classifier=bool(shared_flag))
+        dim, hidden, layers, heads, kv_heads, vocab, seq_len = fields
+        config = ModelConfig(dim, hidden, layers, heads, kv_heads, vocab, seq_len, shared_classifier=bool(shared_flag))
         return 1, V1_HEADER_BYTES, config
-    fields = list(struct.unpack_from("<7i", head, 0))
-    shared = fields[5] > 0
-    fields[5] = abs(fields[5])
-    return 0, V0_HEADER_BYTES, ModelConfig(*fields, shared_classifier=shared)
+    dim, hidden, layers, heads, kv_heads, vocab, seq_len = struct.unpack_from("<7i", head, 0)
+    # llama2.c's legacy format: a negative vocab_size means the classifier is stored separately.
+    return 0, V0_HEADER_BYTES, ModelConfig(dim, hidden, layers, heads, kv_heads, abs(vocab), seq_len,
+                                           shared_classifier=vocab > 0)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

@@ -17,7 +17,7 @@ from harness.oracle.generate import Oracle, c_atof, c_atoi, clamp_args
 from harness.oracle.verify import DEFAULT_TOL, verify
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "oracle",
         help="run the numpy oracle like llama2.c `run`, or verify a port's report",

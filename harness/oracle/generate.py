@@ -127,7 +127,7 @@ class Oracle:
         """The generate loop of run.c: forced prompt tokens, then sampled ones, stopping at BOS or steps."""
         prompt_ids = self.encode_prompt(args.prompt)
         result = Generation(args, prompt_ids)
-        sampler = Sampler.create(args.temperature, args.topp, args.seed)
+        sampler = Sampler.create(float(args.temperature), float(args.topp), args.seed)
         cache = self.transformer.new_cache()
         out = bytearray()
         token = prompt_ids[0]

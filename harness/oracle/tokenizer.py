@@ -98,7 +98,8 @@ class Tokenizer:
                 fallback = byte + BYTE_TOKEN_OFFSET
                 if fallback >= self.vocab_size:
                     raise TokenizerError(
-                        f"{self.path}: byte 0x{byte:02x} has no byte-fallback token in a {self.vocab_size}-token vocabulary"
+                        f"{self.path}: byte 0x{byte:02x} has no byte-fallback token in a "
+                        f"{self.vocab_size}-token vocabulary"
                     )
                 tokens.append(fallback)
         self._merge(tokens)

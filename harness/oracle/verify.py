@@ -18,14 +18,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from harness.oracle.generate import Oracle
 from harness.oracle.rng import XorShiftRng
-from harness.oracle.sampler import apply_temperature, argmax, top_p_choice, top_p_full_order, uses_top_p
+from harness.oracle.sampler import (
+    apply_temperature,
+    argmax,
+    top_p_choice,
+    top_p_full_order,
+    uses_top_p,
+)
 from harness.oracle.tokenizer import BOS_ID
-from harness.port.report import Report, file_crc32, read_report
+from harness.port.report import FileRecord, Report, file_crc32, read_report
 
 DEFAULT_TOL = 1e-3
 MAX_CDF_TOL = 0.01
@@ -60,11 +67,11 @@ def _show(data: bytes) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
 
 
-def _fail(message: str, **details: object) -> Verdict:
-    return Verdict(False, message, **details)  # type: ignore[arg-type]
+def _fail(message: str, **details: Any) -> Verdict:
+    return Verdict(False, message, **details)
 
 
-def _check_file(kind: str, record, path: Path) -> Verdict | None:
+def _check_file(kind: str, record: FileRecord, path: Path) -> Verdict | None:
     size, crc = file_crc32(path)
     if record.bytes != size or record.crc32 != crc:
         return _fail(

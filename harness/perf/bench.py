@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from harness.core.errors import UsageError
+from harness.core.paths import project_root
 from harness.perf.measure import (
     DEFAULT_ICOUNT_SHIFT,
     WALL_STEPS,
@@ -27,9 +28,8 @@ from harness.perf.measure import (
     workload,
     workload_names,
 )
-from harness.core.paths import project_root
-from harness.port.build import build_port
 from harness.perf.results import read_result, record_run, summary, write_json
+from harness.port.build import build_port
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(f"json: {write_json(Path(args.json), read_result(path).to_json())}")
     if args.plot:
-        from harness.perf.plot import load_history, plot_history
+        from harness.perf.plot import plot_history
+        from harness.perf.results import load_history
 
         metric = {"host": "host_ipt", "icount": "guest_ipt", "wall": "tok_s"}[args.mode]
         print(f"plot: {plot_history(load_history(results_dir), Path(args.plot), metric, mode)}")
@@ -125,7 +126,7 @@ def _default_results_dir() -> Path:
     return default_results_dir()
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `llama98-harness bench`."""
     parser = subparsers.add_parser(
         "bench", help="measure the port's speed per model (host callgrind, guest icount or wall clock)",
@@ -140,7 +141,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, metavar="N",
                         help=f"wall mode: runs per model, median and range reported (default {DEFAULT_REPEAT})")
     parser.add_argument("--icount-shift", type=int, default=DEFAULT_ICOUNT_SHIFT, metavar="N",
-                        help=f"icount mode: guest time advances 2^N ns per instruction (default {DEFAULT_ICOUNT_SHIFT})")
+                        help="icount mode: guest time advances 2^N ns per instruction "
+                             f"(default {DEFAULT_ICOUNT_SHIFT})")
     parser.add_argument("--binary", metavar="PATH", help="measure this prebuilt binary instead of building one")
     parser.add_argument("--results", metavar="DIR", help="results directory (default: the harness cache's results/)")
     parser.add_argument("--json", metavar="OUT", help="also write this commit's results file here")

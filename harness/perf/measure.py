@@ -18,13 +18,13 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.core.errors import HarnessError, UsageError
+from harness.core.proc import ToolError, first_line, run
 from harness.port.report import Report, ReportError, read_report
 
 CALLGRIND_TIMEOUT_S = 900
@@ -135,11 +135,8 @@ def callgrind_instructions(binary: Path, load: Workload, steps: int, timeout: fl
         report_path = Path(tmp) / "run.rep"
         command = [_valgrind(), "--tool=callgrind", "--callgrind-out-file=/dev/null", str(binary),
                    *load.port_args(steps), "-r", str(report_path)]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False,
-                                    stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise MeasureError(f"callgrind run of {binary} (-n {steps}) timed out after {timeout:g} s") from None
+        result = run(command, what=f"callgrind run of {binary} (-n {steps})", timeout=timeout, check=False,
+                     error=MeasureError)
         if result.returncode != 0:
             last = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("==")]
             why = last[-1] if last else f"exit code {result.returncode}"
@@ -191,17 +188,6 @@ def report_ticks(report: Report) -> int:
 
 # --- the environment a figure was measured in -----------------------------------------------------------------
 
-def _first_line(command: list[str]) -> str | None:
-    if shutil.which(command[0]) is None:
-        return None
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = (result.stdout or result.stderr).splitlines()
-    return lines[0].strip() if lines else None
-
-
 def host_cpu() -> str:
     """The host CPU's model name from /proc/cpuinfo (or what the platform module knows)."""
     try:
@@ -217,9 +203,8 @@ def git_commit(repo: Path) -> dict[str, object] | None:
     """sha, subject, commit date and dirtiness of the checkout at `repo` (None outside git)."""
     def git(*args: str) -> str | None:
         try:
-            result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30,
-                                    check=False)
-        except (OSError, subprocess.TimeoutExpired):
+            result = run(["git", "-C", str(repo), *args], what="git", timeout=30, check=False)
+        except ToolError:
             return None
         return result.stdout.strip() if result.returncode == 0 else None
 
@@ -240,9 +225,9 @@ def environment(profile: str | None = None, qemu_binary: str | None = "qemu-syst
         "host_cpu": host_cpu(),
         "host_cores": os.cpu_count(),
         "host_os": platform.platform(),
-        "qemu": _first_line([qemu_binary, "--version"]) if qemu_binary else None,
-        "valgrind": _first_line(["valgrind", "--version"]),
-        "compiler": _first_line([compiler, "--version"]),
+        "qemu": first_line([qemu_binary, "--version"]) if qemu_binary else None,
+        "valgrind": first_line(["valgrind", "--version"]),
+        "compiler": first_line([compiler, "--version"]),
         "build": build,
         "cflags": flags,
         "profile": profile,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.core.errors import HarnessError, UsageError
 from harness.core.paths import cache_dir
@@ -26,7 +27,7 @@ class PlotError(HarnessError):
     """Nothing to plot, or matplotlib is missing."""
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
@@ -115,7 +116,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `llama98-harness plot`."""
     parser = subparsers.add_parser(
         "plot", help="draw a metric per commit from a directory of bench results",

@@ -12,13 +12,13 @@ import argparse
 import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import HarnessError
 from harness.core.paths import cache_dir, project_root
+from harness.core.proc import first_line, require, run
 
 BUILD_TIMEOUT_S = 300
 ERROR_LINES_SHOWN = 6
@@ -84,10 +84,8 @@ def _source_files(src_dir: Path) -> list[Path]:
 
 def _compiler_version(compiler: str, install_hint: str) -> str:
     """First line of `CC --version`; a missing compiler is a user-facing error with the package to install."""
-    if shutil.which(compiler) is None:
-        raise PortBuildError(f"compiler {compiler} not found: {install_hint}")
-    result = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60, check=False)
-    return result.stdout.splitlines()[0] if result.stdout else compiler
+    require(compiler, install_hint, PortBuildError)
+    return first_line([compiler, "--version"], timeout=60) or compiler
 
 
 def build_key(target: str, src_dir: Path, program: str = "llama98") -> str:
@@ -124,14 +122,9 @@ def _first_errors(output: str) -> str:
 
 def _run_make(spec: TargetSpec, build_dir: Path, src_copy: Path, binary_name: str) -> Path:
     command = ["make", "-s", "-f", str(src_copy / spec.makefile), f"SRC={src_copy}", *spec.make_vars]
-    try:
-        result = subprocess.run(
-            command, cwd=build_dir, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
-        )
-    except FileNotFoundError:
-        raise PortBuildError("make not found: apt-get install make") from None
-    except subprocess.TimeoutExpired:
-        raise PortBuildError(f"building the port timed out after {BUILD_TIMEOUT_S} s in {build_dir}") from None
+    require("make", "apt-get install make", PortBuildError)
+    result = run(command, what=f"building the port in {build_dir}", cwd=build_dir, timeout=BUILD_TIMEOUT_S,
+                 check=False, error=PortBuildError)
     binary = build_dir / binary_name
     if result.returncode != 0 or not binary.is_file():
         raise PortBuildError(f"build failed: {_first_errors(result.stderr + result.stdout)}")
@@ -181,7 +174,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `llama98-harness build`."""
     parser = subparsers.add_parser(
         "build",

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.port.models import ModelChoice
 from harness.oracle.generate import Oracle, RunArgs
-from harness.oracle.verify import Verdict, verify
 from harness.oracle.tokenizer import BOS_ID
+from harness.oracle.verify import Verdict, verify
+from harness.port.models import ModelChoice
 from harness.port.report import Report
 
 

@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import requests
 import yaml
@@ -147,7 +148,7 @@ def download(entry: FixtureEntry, destination: Path, *, timeout: float = DEFAULT
     return destination
 
 
-def _fetch(url: str, entry: FixtureEntry, sink, timeout: float) -> tuple[str, int]:
+def _fetch(url: str, entry: FixtureEntry, sink: IO[bytes], timeout: float) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
     limit = max(timeout * 20, 600.0)  # a stalled read times out per read; a crawl ends here

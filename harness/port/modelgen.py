@@ -18,14 +18,16 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from harness.core.errors import HarnessError
-from harness.oracle.checkpoint import ModelConfig
 from harness.core.paths import cache_dir
+from harness.oracle.checkpoint import ModelConfig
 
 V1_MAGIC = 0x616B3432
 GENERATOR_VERSION = 1  # bump when the weight recipe changes, so cached files are rebuilt
@@ -123,7 +125,7 @@ def _rope_tables(shape: ModelShape) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def _atomic_write(path: Path, chunks) -> None:
+def _atomic_write(path: Path, chunks: Iterable[Any]) -> None:  # bytes, or numpy arrays written raw
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
@@ -188,7 +190,8 @@ def tokenizer_pieces(vocab_size: int, seed: int) -> list[tuple[bytes, float]]:
     rank = 0
     while len(pieces) < vocab_size:
         left = building[int(rng.integers(len(building)))] if rng.random() < 0.5 else b" "
-        right = building[int(rng.integers(len(building)))] if rng.random() < 0.7 else words[int(rng.integers(len(words)))]
+        right = (building[int(rng.integers(len(building)))] if rng.random() < 0.7
+                 else words[int(rng.integers(len(words)))])
         merged = left + right
         if len(merged) > 12 or merged in seen or merged.startswith(b"<0x") or b"\0" in merged:
             continue

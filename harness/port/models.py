@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.oracle.checkpoint import load_checkpoint
 from harness.port.downloads import FixtureError, resolve
 from harness.port.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
-from harness.oracle.checkpoint import load_checkpoint
 
 # name -> (checkpoint fixture, tokenizer fixture, shape of the generated stand-in)
 REAL_MODELS: dict[str, tuple[str, str, str]] = {

@@ -10,7 +10,10 @@ Modules: `options` (command-line options, markers, skips), `fixtures` (vm_sessio
 layer: everything heavy is imported inside the fixtures, so `pytest --help` stays fast.
 """
 
-from harness.pytest_plugin.evidence import pytest_runtest_makereport, pytest_sessionfinish
+from harness.pytest_plugin.evidence import (
+    pytest_runtest_makereport,
+    pytest_sessionfinish,
+)
 from harness.pytest_plugin.fixtures import (
     file_server,
     guest,

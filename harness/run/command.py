@@ -8,22 +8,22 @@ recomputed from raw timer ticks, the verdict and the artifact directory; exits 0
 from __future__ import annotations
 
 import argparse
-import logging
 import json
+import logging
 import os
 import sys
 import time
 from pathlib import Path
 
-from harness.port.check import check_run
 from harness.core.errors import UsageError
+from harness.port.check import check_run
 from harness.port.models import DEFAULT_MODEL, choose_model
 from harness.run.session import PortArgs, Session, SessionOptions
 
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "run", help="boot a guest, inject llama98 + model over FTP, generate, verify with the oracle",
         description=__doc__)

@@ -19,13 +19,13 @@ from pathlib import Path
 from harness.core.artifacts import ArtifactDir
 from harness.core.errors import HarnessError
 from harness.core.lifecycle import StartStop
-from harness.vm.guest import FetchResult, Guest, open_guest
 from harness.guests.resolve import resolve_guest
 from harness.oracle.checkpoint import load_checkpoint
 from harness.port.models import ModelChoice
-from harness.vm.profile import GuestProfile
-from harness.vm.machine import MachineOptions
 from harness.port.report import Report, ReportError, split_stdout
+from harness.vm.guest import FetchResult, Guest, open_guest
+from harness.vm.machine import MachineOptions
+from harness.vm.profile import GuestProfile
 
 CLEAN_STATE = "harness-clean"
 # Which build of the port each kind of guest console runs.

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.artifacts import ArtifactDir
-from harness.vm.console import CommandResult, Console, ConsoleError, ConsoleTimeout
 from harness.core.errors import HarnessError
+from harness.vm.console import CommandResult, Console, ConsoleError, ConsoleTimeout
 from harness.vm.ftp import FileServer, ServedFile, ascii_mangled_digests
-from harness.vm.profile import GuestProfile
 from harness.vm.machine import Machine, MachineOptions
 from harness.vm.processes import QemuError
+from harness.vm.profile import GuestProfile
 
 MIN_TRANSFER_RATE = 256 * 1024  # bytes/s assumed when sizing a fetch timeout (generous: targets are 25 MB/s)
 
@@ -248,7 +248,8 @@ class Guest:
         where = f"ftp log: {self.artifacts.ftp_log}"
         if records and records[-1].transfer_type == "ascii":
             raise TransferError(f"{served.name} was sent in ASCII mode (TYPE A), which rewrites line ends in a "
-                                f"binary file; it must be fetched in binary mode (TYPE I); {where}", artifacts=self.artifacts)
+                                f"binary file; it must be fetched in binary mode (TYPE I); {where}",
+                                artifacts=self.artifacts)
         if client.exit_code != 0 or not records or not records[-1].complete:
             last = (client.output.strip().splitlines() or ["no output"])[-1]
             raise TransferError(f"FTP fetch of {served.name} into {guest_path} failed (client exit code "

@@ -239,7 +239,7 @@ class Machine(StartStop):
         run.qmp = QmpLink(f"qemu-{run.process.pid}")
         try:
             run.qmp.connect(qmp_socket, timeout=self.options.start_timeout)
-        except Exception as error:  # not BaseException: Ctrl-C must stay Ctrl-C
+        except Exception as error:  # noqa: BLE001 - any failure of the handshake; Ctrl-C stays Ctrl-C
             self._raise_if_exited(run)
             raise QemuError(f"QMP negotiation with QEMU failed: {error}", artifacts=self.artifacts) from None
 
@@ -261,7 +261,8 @@ class Machine(StartStop):
         code = run.process.poll()
         if code is None:
             return
-        run.stderr_file.flush()
+        if run.stderr_file is not None:
+            run.stderr_file.flush()
         stderr = self.artifacts.qemu_stderr.read_text(errors="replace").strip()
         first = stderr.splitlines()[0] if stderr else "(no stderr)"
         raise QemuLaunchError(

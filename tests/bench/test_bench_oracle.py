@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from harness.port.downloads import FixtureError, resolve
-from harness.port.modelgen import cached_checkpoint, cached_tokenizer
 from harness.oracle.generate import Oracle, clamp_args
 from harness.oracle.verify import verify
+from harness.port.downloads import FixtureError, resolve
+from harness.port.modelgen import cached_checkpoint, cached_tokenizer
 from harness.port.report import parse_report
 
 VERIFY_TARGET_S = 3.0

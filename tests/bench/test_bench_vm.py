@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from harness.core.artifacts import ArtifactDir
+from harness.core.hashing import file_sha256
 from harness.vm.ftp import FileServer
 from harness.vm.guest import Guest
-from harness.vm.profile import load_profile
-from harness.core.hashing import file_sha256
 from harness.vm.machine import Machine, MachineOptions
 from harness.vm.processes import live_qemu_pids
+from harness.vm.profile import load_profile
 from harness.vm.snapshots import SnapshotCache
 from tests.test_guest import tiny686_image
 

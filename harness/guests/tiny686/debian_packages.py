@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.hashing import file_sha256 as sha256_file
-from harness.guests.tiny686.host_tools import GuestBuildError, Log, run_tool
 from harness.core.paths import cache_dir
+from harness.guests.tiny686.host_tools import GuestBuildError, Log, run_tool
 
 ARCH = "i386"
 VERSIONED_KERNEL = re.compile(r"linux-image-\d+\.\d+[^\s]*")  # linux-image-6.1.0-50-686, not -686

@@ -7,13 +7,12 @@ the build fails the same way: a one-line GuestBuildError naming what was being d
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.core.proc import run
 
 TOOL_TIMEOUT_S = 600
 MBR_BIN = Path("/usr/lib/syslinux/mbr/mbr.bin")
@@ -50,14 +49,5 @@ def run_tool(command: list[str], what: str, cwd: Path | None = None) -> str:
     The environment is pinned (C locale, no mtools config or disk-geometry check) so that output parsing and
     mtools' behaviour do not depend on the user's settings.
     """
-    env = dict(os.environ, MTOOLS_SKIP_CHECK="1", MTOOLSRC="/dev/null", LC_ALL="C")
-    try:
-        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S,
-                              check=False)
-    except subprocess.TimeoutExpired as error:
-        raise GuestBuildError(f"{what}: `{' '.join(command)}` did not finish in {TOOL_TIMEOUT_S} s") from error
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        detail = lines[-1] if lines else f"exit code {done.returncode}"
-        raise GuestBuildError(f"{what}: `{' '.join(command)}` failed: {detail}")
-    return done.stdout
+    return run(command, what=what, cwd=cwd, timeout=TOOL_TIMEOUT_S, error=GuestBuildError,
+               extra_env={"MTOOLS_SKIP_CHECK": "1", "MTOOLSRC": "/dev/null", "LC_ALL": "C"}).stdout

@@ -1,12 +1,13 @@
 """Build the tiny686 stand-in guest: a bootable raw disk image made only from Debian i386 packages.
 
-Every CI run needs a pentium2 guest with a serial shell, a FAT work disk and an active-mode FTP client, and
-Windows 98 cannot be shipped. So this module turns the recipe in vm/tiny686/ into a disk image without root, by
-running the steps of the other builder modules in order: harness.guests.tiny686.debian_packages resolves, fetches (sha256
-checked) and unpacks the packages, harness.guests.tiny686.initramfs writes the initramfs, harness.guests.tiny686.bootdisk assembles the disk
-with mtools and syslinux (harness.guests.tiny686.host_tools runs the host tools for all of them). The image is cached under a
-key made of the resolved package versions and a hash of the recipe and of every builder module, and is only
-ever published by an atomic rename, so an interrupted build never leaves a broken image.
+Every CI run needs a pentium2 guest with a serial shell, a FAT work disk and an active-mode FTP client, and Windows
+98 cannot be shipped. So this module turns the recipe in vm/tiny686/ into a disk image without root, by running the
+steps of the other builder modules in order: harness.guests.tiny686.debian_packages resolves, fetches (sha256
+checked) and unpacks the packages, harness.guests.tiny686.initramfs writes the initramfs,
+harness.guests.tiny686.bootdisk assembles the disk with mtools and syslinux (harness.guests.tiny686.host_tools runs
+the host tools for all of them). The image is cached under a key made of the resolved package versions and a hash of
+the recipe and of every builder module, and is only ever published by an atomic rename, so an interrupted build
+never leaves a broken image.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from harness.core.hashing import file_sha256 as sha256_file
+from harness.core.paths import cache_dir, project_root
 from harness.guests.tiny686 import bootdisk, debian_packages, host_tools, initramfs
 from harness.guests.tiny686.bootdisk import IMAGE_BYTES, write_disk
-from harness.guests.tiny686.debian_packages import fetch_deb, resolve_packages, sha256_file, unpack_deb
+from harness.guests.tiny686.debian_packages import (
+    fetch_deb,
+    resolve_packages,
+    unpack_deb,
+)
 from harness.guests.tiny686.host_tools import GuestBuildError, Log, check_host_tools
 from harness.guests.tiny686.initramfs import build_initramfs
-from harness.core.paths import cache_dir, project_root
 
 # The public API; GuestBuildError is re-exported because callers of build_guest catch it from here.
 __all__ = ["GUEST_NAMES", "GuestBuildError", "Recipe", "build_guest", "cache_key", "guest_manifest",
@@ -174,7 +180,7 @@ def _command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `build-guest NAME [--force]`, which prints the path of the (cached) image."""
     parser = subparsers.add_parser("build-guest", help="build (or reuse the cached) stand-in guest disk image",
                                    description="Build the tiny686 guest image from Debian i386 packages and "

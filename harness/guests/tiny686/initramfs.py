@@ -67,7 +67,7 @@ def elf_needed(path: Path) -> tuple[list[str], str | None]:
             if isinstance(section, DynamicSection):
                 # pyelftools sets `.needed` on DT_NEEDED tags while parsing, which type checkers cannot see.
                 tags = section.iter_tags("DT_NEEDED")
-                needed.extend(str(tag.needed) for tag in tags)  # type: ignore[attr-defined]
+                needed.extend(str(tag.needed) for tag in tags)  # type: ignore[attr-defined]  # DT_NEEDED tags carry .needed; the stubs type them as the base tag
     return needed, interpreter
 
 

@@ -278,7 +278,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `llama98-harness prepare-image`."""
     parser = subparsers.add_parser(
         "prepare-image",

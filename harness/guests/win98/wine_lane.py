@@ -33,10 +33,11 @@ from pathlib import Path, PureWindowsPath
 from typing import IO
 
 from harness.core.artifacts import ArtifactDir
-from harness.vm.console import Console
 from harness.core.errors import HarnessError
-from harness.core.worker import worker_id
 from harness.core.paths import cache_dir
+from harness.core.proc import run
+from harness.core.worker import worker_id
+from harness.vm.console import Console
 from harness.vm.profile import ConsoleSpec, load_profile
 
 PREFIX_READY_MARK = ".llama98-agent98-ready"
@@ -91,13 +92,11 @@ def prefix_lock(prefix: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]
 
 def _run_wine_tool(command: list[str], prefix: Path, timeout: float, what: str) -> None:
     try:
-        result = subprocess.run(command, env=wine_env(prefix), capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        stop_wineserver(prefix)
-        raise WineLaneError(f"timed out after {timeout:g}s {what} (Wine prefix {prefix})") from None
-    if result.returncode != 0:
-        last = (result.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-        raise WineLaneError(f"{what} failed with exit code {result.returncode}: {last} (Wine prefix {prefix})")
+        run(command, what=f"{what} (Wine prefix {prefix})", env=wine_env(prefix), timeout=timeout,
+            error=WineLaneError)
+    except WineLaneError:
+        stop_wineserver(prefix)  # a hung or failed wine must not leave its wineserver behind
+        raise
 
 
 def ensure_prefix(prefix: Path | None = None) -> Path:

@@ -40,7 +40,7 @@ def _cmd_step(args: argparse.Namespace) -> int:
     return run_step(Path(args.state))
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `llama98-harness bisect` and the internal `bisect-step`."""
     parser = subparsers.add_parser(
         "bisect", help="find the commit that made the port slower (git bisect run + a measurement per step)",

@@ -1,4 +1,6 @@
-"""Measuring one commit: build the port at a checkout, take the metric (cached per build for the deterministic ones, sampled against --good for tok/s), and decide good, bad or skip."""
+"""Measuring one commit: build the port at a checkout, take the metric (cached per build for the deterministic ones,
+sampled against --good for tok/s), and decide good, bad or skip.
+"""
 
 
 from __future__ import annotations

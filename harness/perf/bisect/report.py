@@ -79,7 +79,8 @@ def print_outcome(outcome: BisectOutcome, metric: str) -> None:
     print()
     print(f"culprit: {outcome.culprit} {outcome.subject}")
     print(f"{metric} at good {outcome.good.sha[:7]}: {format_value(metric, outcome.good.value)}")
-    print(f"{metric} at culprit's parent {outcome.parent[:7]}: {format_value(metric, outcome.parent_measurement.value)}")
+    parent_value = format_value(metric, outcome.parent_measurement.value)
+    print(f"{metric} at culprit's parent {outcome.parent[:7]}: {parent_value}")
     change = slower_by(metric, outcome.parent_measurement.value or 1.0, outcome.culprit_measurement.value or 1.0)
     print(f"{metric} at culprit {outcome.culprit[:7]}: {format_value(metric, outcome.culprit_measurement.value)} "
           f"(slowdown {_percent(change)} vs its parent)")

@@ -1,4 +1,6 @@
-"""The bisection itself: `git bisect run` in a temporary shared clone, its process group stopped on any exit, and the outcome collected and written out."""
+"""The bisection itself: `git bisect run` in a temporary shared clone, its process group stopped on any exit, and the
+outcome collected and written out.
+"""
 
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from harness.perf.bisect.git import (
     repo_toplevel,
     resolve_commit,
     subject_of,
+    succeeds,
 )
 from harness.perf.bisect.measuring import build_target, measure_checkout
 from harness.perf.bisect.output import (
@@ -32,7 +35,6 @@ from harness.perf.bisect.output import (
 from harness.perf.bisect.report import _write_outputs
 from harness.perf.bisect.state import (
     DEFAULT_PORT_DIR,
-    GIT_TIMEOUT_S,
     METRICS,
     STEP_TIMEOUT_S,
     BisectError,
@@ -146,12 +148,10 @@ def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", thresho
     bad_sha = resolve_commit(repo, bad, "--bad")
     if good_sha == bad_sha:
         raise UsageError("--good and --bad are the same commit")
-    if subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", good_sha, bad_sha],
-                      capture_output=True, timeout=GIT_TIMEOUT_S, check=False, env=_git_env()).returncode != 0:
+    if not succeeds(repo, "merge-base", "--is-ancestor", good_sha, bad_sha):
         raise UsageError(f"--good {good} is not an ancestor of --bad {bad}")
     for sha, what in ((good_sha, "--good"), (bad_sha, "--bad")):
-        if subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{sha}:{port_dir}/gcc.mk"],
-                          capture_output=True, timeout=GIT_TIMEOUT_S, check=False, env=_git_env()).returncode:
+        if not succeeds(repo, "cat-file", "-e", f"{sha}:{port_dir}/gcc.mk"):
             raise UsageError(f"{what} {sha[:12]} has no {port_dir}/gcc.mk: is --repo the llama98-harness repository?")
     load = named_workload(model)  # fail early on a missing fixture
     lines = git(repo, "log", "--reverse", "--format=%H %s", f"{good_sha}..{bad_sha}").splitlines()

@@ -1,4 +1,6 @@
-"""The state `bisect` writes for its steps (JSON) and the measurement log they append to: how a bisection survives being a chain of separate processes."""
+"""The state `bisect` writes for its steps (JSON) and the measurement log they append to: how a bisection survives
+being a chain of separate processes.
+"""
 
 
 from __future__ import annotations

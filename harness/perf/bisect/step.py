@@ -1,4 +1,6 @@
-"""`llama98-harness bisect-step`: the command `git bisect run` calls at each commit; exits 0 (good), 1 (bad) or 125 (skip)."""
+"""`llama98-harness bisect-step`: the command `git bisect run` calls at each commit; exits 0 (good), 1 (bad) or 125
+(skip).
+"""
 
 
 from __future__ import annotations
