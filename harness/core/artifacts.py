@@ -72,7 +72,3 @@ class ArtifactDir:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in reason)[:40]
         stamp = time.strftime("%H%M%S")
         return self.path / f"screendump-{self._screendumps:02d}-{stamp}-{safe}.png"
-
-    def screendumps(self) -> list[Path]:
-        """All screendumps written so far, oldest first."""
-        return sorted(self.path.glob("screendump-*.png"))

@@ -14,18 +14,21 @@ Wall-clock tok/s in the guest is the figure users care about but is noisy; it is
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import re
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import HarnessError, UsageError
 from harness.core.proc import ToolError, first_line, run
 from harness.port.report import Report, ReportError, read_report
+
+log = logging.getLogger(__name__)
 
 CALLGRIND_TIMEOUT_S = 900
 HOST_BUILD = "tiny686"
@@ -64,6 +67,8 @@ class Workload:
 WORKLOAD_POSITIONS: dict[str, tuple[int, int]] = {"260K": (20, 40), "15M-shape": (4, 8)}
 # Guest runs for wall-clock tok/s are longer: the figure is per token, and more tokens average the host's noise.
 WALL_STEPS: dict[str, int] = {"260K": 200, "15M-shape": 32}
+# The model name (as `run --model` takes it) each workload measures.
+WORKLOAD_MODELS: dict[str, str] = {"260K": "stories260K", "15M-shape": "15M-shape"}
 WORKLOAD_ALIASES: dict[str, str] = {"stories260K": "260K", "stories260k": "260K", "260k": "260K",
                                     "15M": "15M-shape", "15m-shape": "15M-shape"}
 
@@ -86,7 +91,7 @@ def workload_names(text: str) -> list[str]:
 
 def workload(name: str, short_steps: int | None = None, long_steps: int | None = None) -> Workload:
     """The files and positions of a named workload; fixtures are local only (never downloaded here)."""
-    from harness.port.downloads import resolve
+    from harness.port.models import choose_model
 
     name = WORKLOAD_ALIASES.get(name, name)
     if name not in WORKLOAD_POSITIONS:
@@ -96,15 +101,10 @@ def workload(name: str, short_steps: int | None = None, long_steps: int | None =
     long = long_default if long_steps is None else long_steps
     if not 1 <= short < long:
         raise UsageError(f"positions must satisfy 1 <= short < long, got {short} and {long}")
-    if name == "260K":
-        model = resolve("stories260K.bin", allow_download=False)
-        tokenizer = resolve("tok512.bin", allow_download=False)
-    else:
-        from harness.port.modelgen import cached_checkpoint
-
-        model = cached_checkpoint("15M-shape")
-        tokenizer = resolve("tokenizer.bin", allow_download=False)
-    return Workload(name, model, tokenizer, short, long)
+    # The same resolution as `run`: a real fixture when it is here, else its generated stand-in, said in one line.
+    choice = choose_model(WORKLOAD_MODELS[name], allow_download=False)
+    log.info("%s: %s", name, choice.label)
+    return Workload(name, choice.checkpoint, choice.tokenizer, short, long)
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,6 @@ class HostIpt:
     short_steps: int
     long_steps: int
     build: str = HOST_BUILD
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def _valgrind() -> str:

@@ -19,7 +19,7 @@ import os
 import struct
 import tempfile
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +236,3 @@ def cached_tokenizer(vocab_size: int, seed: int = 0) -> Path:
         write_tokenizer(path, vocab_size, seed)
     return path
 
-
-def shape_description(shape: ModelShape) -> dict[str, int | bool]:
-    """The shape as plain fields (for reports and messages)."""
-    return asdict(shape)

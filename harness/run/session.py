@@ -1,7 +1,7 @@
 """A Session is one guest, ready, with the llama98 binary inside: the unit the CLI, the pytest plugin and the
 benchmarks share.
 
-It owns the run's artifact directory and wires the layers of DESIGN.md together: it picks the guest profile and
+It owns the run's artifact directory and wires the layers of ARCHITECTURE.md together: it picks the guest profile and
 image, builds (or takes) the binary for that guest, opens the guest (Machine + FileServer + Guest, torn down on
 any exit), injects files by FTP with checksum verification, runs the port with `-r -` and parses its report.
 Checking a run against the oracle lives in harness/port/check.py, so nothing here knows about numpy.
