@@ -133,3 +133,10 @@ def test_drain_is_bounded_when_the_guest_never_stops_printing(shell: Console) ->
     drained = shell.drain(quiet=0.3, limit=2.0)
     assert time.monotonic() - start < 2.0 + 8.0  # the limit plus slack for a loaded host; unbounded would hang
     assert "llama98" in drained
+
+
+def test_sync_leaves_output_still_arriving_out_of_the_next_command(shell: Console) -> None:
+    """sync does not wait for a quiet line: output that arrives after it started is consumed by its sentinel."""
+    shell.send_line("sleep 0.3; echo stale-a; sleep 0.3; echo stale-b")
+    shell.sync(10)
+    assert shell.run("echo fresh", 10).output == "fresh"

@@ -168,7 +168,10 @@ class Console:
 
     def sync(self, timeout: float = 20.0) -> None:
         """Drop stale output and run a no-op command so the next read starts clean (also after -loadvm)."""
-        self.drain(0.2)
+        # Take only what has already arrived, without waiting for a quiet line: the command's fresh sentinel is what
+        # makes the next read start clean (anything older is consumed before it), and a 0.2 s wait for quiet here
+        # was spent on every snapshot resume and every revert, before the first FTP connection could start.
+        self.drain(quiet=0.0)
         result = self.run("echo sync", timeout=timeout)
         if result.exit_code != 0:
             raise ConsoleError(f"console sync command failed with exit code {result.exit_code}",

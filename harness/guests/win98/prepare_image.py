@@ -16,6 +16,10 @@ What changes on the FAT partition that holds WINDOWS\\WIN.COM (drive C: of that 
   control) are what the profile needs, so `run=` not taking arguments costs nothing.
 Every step first checks whether it is already done (same bytes, directory present, entry present), so a second
 run changes nothing and gives the same image content.
+Reproducible: mtools stamps what it writes (directory entries' creation and write times) with the clock, so two
+preparations of the same input would differ in those bytes, give the image a new sha256 and so throw away its
+cached snapshot. Every stamp is therefore the input's own time, WIN.INI's write time (WIN.COM's if there is no
+WIN.INI), or SOURCE_DATE_EPOCH when set, with TZ=UTC0 so the host's time zone cannot shift it either.
 """
 
 from __future__ import annotations
@@ -58,22 +62,38 @@ class PrepareResult:
     changes: list[str] = field(default_factory=list)
 
 
-def _mtools_env() -> dict[str, str]:
+def _mtools_env(epoch: int | None = None) -> dict[str, str]:
     # MTOOLS_SKIP_CHECK: images made by other tools may have FAT quirks mtools would otherwise refuse.
-    return dict(os.environ, MTOOLS_SKIP_CHECK="1", MTOOLS_NO_VFAT="0")
+    # TZ=UTC0: FAT times have no zone; mtools converts with the local one, which must not depend on the host.
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1", MTOOLS_NO_VFAT="0", TZ="UTC0")
+    env.pop("SOURCE_DATE_EPOCH", None)
+    if epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(epoch)  # mtools stamps new entries with this instead of the clock
+    return env
+
+
+def _env_epoch() -> int | None:
+    """SOURCE_DATE_EPOCH from the environment (the reproducible-builds convention), or None when unset."""
+    text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise PrepareError(f"SOURCE_DATE_EPOCH must be a number of seconds since 1970, not {text!r}")
+    return int(text)
 
 
 class _Fat:
-    """mtools on one FAT partition of a raw image file (the working copy)."""
+    """mtools on one FAT partition of a raw image file (the working copy); `epoch` stamps whatever it writes."""
 
-    def __init__(self, raw_image: Path, partition: Partition) -> None:
+    def __init__(self, raw_image: Path, partition: Partition, epoch: int | None = None) -> None:
         self.target = f"{raw_image}@@{partition.offset}"
+        self.epoch = epoch
 
     def run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         if shutil.which(tool) is None:
             raise PrepareError(f"{tool} not found: install the mtools package")
         result = subprocess.run([tool, "-i", self.target, *args], capture_output=True, text=True,
-                                timeout=MTOOLS_TIMEOUT_S, env=_mtools_env(), check=False)
+                                timeout=MTOOLS_TIMEOUT_S, env=_mtools_env(self.epoch), check=False)
         if check and result.returncode != 0:
             message = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[0]
             if "disk full" in (result.stderr + result.stdout).lower():
@@ -106,6 +126,15 @@ class _Fat:
         source.write_bytes(data)
         self.run("mcopy", "-o", str(source), f"::/{dos_path}")
         source.unlink()
+
+    def write_time(self, dos_path: str, scratch: Path) -> int:
+        """The file's FAT write time as seconds since 1970 (read in UTC, like every stamp this module writes)."""
+        out = scratch / "stamp.tmp"
+        out.unlink(missing_ok=True)
+        self.run("mcopy", "-n", "-m", f"::/{dos_path}", str(out))
+        stamp = int(out.stat().st_mtime)
+        out.unlink()
+        return stamp
 
     def free_bytes(self) -> int | None:
         listing = self.run("mdir", "::/", check=False)
@@ -185,9 +214,19 @@ def _windows_partition(raw: Path, source: Path) -> Partition:
                        f"installed in C:\\WINDOWS?")
 
 
+def _input_epoch(raw: Path, partition: Partition, scratch: Path) -> int:
+    """The time every entry written is stamped with: SOURCE_DATE_EPOCH, else the input's WIN.INI (or WIN.COM)."""
+    from_env = _env_epoch()
+    if from_env is not None:
+        return from_env
+    fat = _Fat(raw, partition)
+    win_ini = f"{WINDOWS_DIR}/WIN.INI"
+    return fat.write_time(win_ini if fat.exists(win_ini) else f"{WINDOWS_DIR}/WIN.COM", scratch)
+
+
 def _stage_changes(raw: Path, partition: Partition, agent_bytes: bytes, scratch: Path) -> list[str]:
     """Apply every missing change to the raw working copy; return what was changed."""
-    fat = _Fat(raw, partition)
+    fat = _Fat(raw, partition, _input_epoch(raw, partition, scratch))
     changes: list[str] = []
     agent_path = f"{AGENT_DIR}/{AGENT_NAME}"
     current_agent = fat.read(agent_path, scratch) if fat.is_dir(AGENT_DIR) else None
