@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.image_detect import read_partitions
-from harness.prepare_image import prepare_image
+from harness.guests.detect import read_partitions
+from harness.guests.win98.prepare_image import prepare_image
 from tests.diskimages import MTOOLS_ENV, make_fat32_disk
 
 WIN_INI_TIME = calendar.timegm((2001, 5, 22, 10, 0, 0))  # an even second: FAT write times have 2 s steps
