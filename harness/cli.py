@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from harness.core.errors import HarnessError
-from harness.core.logs import setup_cli_logging
+from harness.core.logs import cli_logging
 
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.port.build",
@@ -49,9 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_cli_logging()
     try:
-        return int(args.func(args) or 0)
+        with cli_logging():
+            return int(args.func(args) or 0)
     except HarnessError as error:
         print(f"llama98-harness: error: {error}", file=sys.stderr)
         return error.exit_code

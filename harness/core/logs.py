@@ -18,25 +18,32 @@ FORMAT = "[%(asctime)s] %(message)s"
 DATE_FORMAT = "%H:%M:%S"
 
 
-class _FlushingHandler(logging.StreamHandler):  # type: ignore[type-arg]  # generic only in typeshed
-    """A stderr handler that looks sys.stderr up at emit time (pytest's capsys swaps it) and flushes each line."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
+class _StderrHandler(logging.Handler):
+    """Writes each record to whatever sys.stderr is at that moment (pytest swaps it per test) and flushes."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stderr)
-        super().emit(record)
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # a closed or broken stderr must not turn progress into a failure
+            self.handleError(record)
 
 
-def setup_cli_logging(level: int = logging.INFO) -> None:
-    """Install the command line's handler on the `harness` logger once (repeated calls change only the level)."""
+@contextmanager
+def cli_logging(level: int = logging.INFO) -> Iterator[None]:
+    """The command line's handler on the `harness` logger for the duration of one command, then removed, so an
+    in-process call (tests, bisect steps) leaves no handler behind for whatever runs next."""
     logger = logging.getLogger(ROOT_LOGGER)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
+    previous_level = logger.level
+    logger.addHandler(handler)
     logger.setLevel(level)
-    if not any(isinstance(handler, _FlushingHandler) for handler in logger.handlers):
-        handler = _FlushingHandler()
-        handler.setFormatter(logging.Formatter(FORMAT, DATE_FORMAT))
-        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
 
 
 @contextmanager
