@@ -15,8 +15,10 @@ from __future__ import annotations
 import random
 import unicodedata
 
-WORDS = ("the cat sat on a mat and then it ran far away because nobody could stop it in time Once upon "
-         "Lily Tom HELLO World ünïcödé naïve café façade résumé Ελληνικά русский текст").split()
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "far", "away", "because", "nobody",
+         "could", "stop", "in", "time", "Once", "upon", "Lily", "Tom", "HELLO", "World", "ünïcödé",
+         "naïve", "café", "façade", "résumé", "Ελληνικά",
+         "русский", "текст"]
 CONTRACTIONS = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'T", "'RE", "'Re", "'rE", "'VE", "'M",
                 "'LL", "'Ll", "'D", "'\u017f", "\u2019s", "'x", "''", "'", "'r", "'l"]
 PUNCT = list(".,;:!?-()[]{}\"'/\\@#$%^&*_+=<>|~`") + ["...", "!!", "?!", "--", "\u2014", "\u00ab", "\u00bb"]

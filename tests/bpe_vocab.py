@@ -27,7 +27,7 @@ SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|
 
 
 @dataclass
-class TestVocab:
+class SharedVocab:
     """One vocabulary in every form the tests compare."""
 
     tokenizer_json: Path
@@ -64,7 +64,7 @@ def complete_merges(vocab: dict[str, int]) -> list[list[str]]:
     return merges
 
 
-def build(directory: Path, seed: int = 13, vocab_size: int = 1500) -> TestVocab:
+def build(directory: Path, seed: int = 13, vocab_size: int = 1500) -> SharedVocab:
     """Trains and writes the vocabulary under `directory` (tokenizer.json, tokenizer.model)."""
     vocab, text = train(seed, vocab_size)
     data = json.loads(text)
@@ -84,4 +84,4 @@ def build(directory: Path, seed: int = 13, vocab_size: int = 1500) -> TestVocab:
                                  for t, r in sorted(ranks.items(), key=lambda item: item[1])))
     encoding = tiktoken.Encoding(name=f"test-{seed}", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
                                  special_tokens=specials)
-    return TestVocab(json_path, tt_path, Tokenizer.from_file(str(json_path)), encoding, ranks, specials)
+    return SharedVocab(json_path, tt_path, Tokenizer.from_file(str(json_path)), encoding, ranks, specials)

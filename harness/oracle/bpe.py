@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import regex
+import regex  # type: ignore[import-untyped]
 
 from harness.oracle.errors import TokenizerError, describe_read_error
 
@@ -139,6 +139,6 @@ def load_bpe(path: Path) -> BpeVocab:
     ordinary = [t for t, r in zip(tokens, ranks) if r >= 0]
     if len(set(ordinary)) != len(ordinary):
         raise TokenizerError(f"{path}: two BPE tokens have the same bytes")
-    if not set(bytes([b]) for b in range(256)) <= set(ordinary):
+    if not {bytes([b]) for b in range(256)} <= set(ordinary):
         raise TokenizerError(f"{path}: BPE tokenizer lacks a token for some byte")
     return BpeVocab(tokens, ranks, bos, eos, stops, bool(flags & FLAG_WHOLE_PIECE))

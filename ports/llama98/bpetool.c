@@ -54,16 +54,22 @@ static void encode_all(const Bpe *b, int with_specials)
     while (pos < len || (pos == 0 && len == 0)) {
         long end = pos, count, i;
         long *ids;
+        unsigned char *one;
         while (end < len && text[end] != 0) {
             end++;
         }
+        /* Each string gets a buffer of exactly its size, so a sanitizer sees
+         * any read past its end. */
+        one = (unsigned char *)xmalloc((double)(end - pos), "a string");
+        memcpy(one, text + pos, (size_t)(end - pos));
         ids = (long *)xmalloc((double)bpe_max_ids(end - pos) * sizeof(long), "the ids");
-        count = bpe_encode(b, text + pos, end - pos, with_specials, ids);
+        count = bpe_encode(b, one, end - pos, with_specials, ids);
         for (i = 0; i < count; i++) {
             printf(i ? " %ld" : "%ld", ids[i]);
         }
         printf("\n");
         free(ids);
+        free(one);
         pos = end + 1;
         if (len == 0) {
             break;
