@@ -17,6 +17,7 @@ from harness.errors import HarnessError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.port_build",
+    "harness.port.export_hf",
     "harness.oracle.cli",
     "harness.run_command",
     "harness.guest_image",

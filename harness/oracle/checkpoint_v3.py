@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from harness.oracle.checkpoint import Checkpoint, ModelConfig, RopeScaling, Weights, _validate
+from harness.oracle.checkpoint import (
+    Checkpoint,
+    ModelConfig,
+    RopeScaling,
+    Weights,
+    _validate,
+)
 from harness.oracle.errors import CheckpointError
 
 MAGIC = b"L98M"
@@ -41,7 +47,7 @@ def total_floats(c: ModelConfig) -> int:
 def _header(path: Path, head: bytes, file_size: int) -> ModelConfig:
     if len(head) < HEADER_BYTES:
         raise CheckpointError(f"{path}: v3 checkpoint is {file_size} bytes, shorter than its 256-byte header")
-    version, *fields = struct.unpack_from("<8i", head, 4)
+    version, dim, hidden, layers, heads, kv_heads, vocab, seq_len = struct.unpack_from("<8i", head, 4)
     if version != VERSION:
         raise CheckpointError(f"{path}: L98M checkpoint version {version} is not supported (only 3)")
     weight_type, flags = struct.unpack_from("<2i", head, 36)
@@ -64,7 +70,7 @@ def _header(path: Path, head: bytes, file_size: int) -> ModelConfig:
         rope = RopeScaling(factor, low, high, original)
     elif scaling != SCALING_NONE or factor or low or high or original:
         raise CheckpointError(f"{path}: rope scaling type {scaling} is not supported (0 none, 1 llama3)")
-    return ModelConfig(*fields, shared_classifier=bool(flags & FLAG_SHARED), rope_theta=theta, norm_eps=eps,
+    return ModelConfig(dim, hidden, layers, heads, kv_heads, vocab, seq_len, shared_classifier=bool(flags & FLAG_SHARED), rope_theta=theta, norm_eps=eps,
                        rope_scaling=rope)
 
 
