@@ -161,3 +161,20 @@ def test_edge_cases(reference: str, text: str, vocab: SharedVocab, port_tokenize
     expected = ENCODERS[reference](vocab, text)
     assert port_encode([str(bpetool)], port_tokenizer, [text.encode()])[0] == expected
     assert oracle.encode(text.encode()) == expected
+
+
+@pytest.mark.parametrize("piece", [" ", "a", "!", "\u00e9", "ab", "\u4e00", "\U0001f600", "1a"])
+def test_long_pieces(piece: str, vocab: SharedVocab, port_tokenizer: Path, bpetool: Path,
+                     oracle: BpeVocab) -> None:
+    """Long runs make one piece each (the merge is a heap in the port, a rescan in the oracle)."""
+    texts = [piece * 700, "x" + piece * 333 + "\n", " " + piece * 500 + "!"]
+    port = port_encode([str(bpetool)], port_tokenizer, [t.encode() for t in texts])
+    assert port == [vocab.tt.encode_ordinary(t) for t in texts]
+    assert port == [e.ids for e in vocab.hf.encode_batch(texts, add_special_tokens=False)]
+    assert port == [oracle.encode(t.encode()) for t in texts]
+
+
+def test_a_huge_piece_does_not_hang_the_port(vocab: SharedVocab, port_tokenizer: Path, bpetool: Path) -> None:
+    text = " " * 200_000 + "a" * 100_000
+    (port,) = port_encode([str(bpetool)], port_tokenizer, [text.encode()], timeout=60)
+    assert port == vocab.tt.encode_ordinary(text)

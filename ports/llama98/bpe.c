@@ -17,7 +17,6 @@
 #define BPE_MAX_TOKENS 16777216L
 #define BPE_MAX_TOKEN_BYTES 65536L
 #define BPE_MAX_TEXT 178956970L      /* 3 * this fits in a long */
-#define NO_RANK 2147483647L
 #define REPLACEMENT 0xFFFDUL
 
 /* ---- code point classes ---- */
@@ -451,57 +450,121 @@ static long match_at(const unsigned long *cp, long i, long n)
 
 /* ---- merging ---- */
 
-static long rank_of(const Bpe *b, const unsigned char *p, long n)
+/* Scratch for merging one piece of up to cap bytes.  Parts are named by
+ * the offset of their first byte, which a merge keeps for the left part. */
+typedef struct {
+    long rank;
+    long at;       /* the left part of the pair */
+    long stamp;    /* the left part's stamp when the entry was made */
+} HeapEntry;
+
+typedef struct {
+    long *next;    /* offset of the next part (n at the end) */
+    long *prev;    /* offset of the previous part (-1 at the start) */
+    long *stamp;   /* changes whenever the pair starting here changes; -1 = merged away */
+    HeapEntry *heap;
+    long count;
+} MergeScratch;
+
+static int entry_before(const HeapEntry *a, const HeapEntry *b)
 {
-    long id = lookup(b, p, n);
-    return id < 0 ? NO_RANK : b->rank[id];
+    return a->rank < b->rank || (a->rank == b->rank && a->at < b->at);
+}
+
+static void heap_push(MergeScratch *m, long rank, long at, long stamp)
+{
+    long i = m->count++;
+    HeapEntry e;
+    e.rank = rank;
+    e.at = at;
+    e.stamp = stamp;
+    while (i > 0 && entry_before(&e, &m->heap[(i - 1) / 2])) {
+        m->heap[i] = m->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    m->heap[i] = e;
+}
+
+static HeapEntry heap_pop(MergeScratch *m)
+{
+    HeapEntry top = m->heap[0];
+    HeapEntry last = m->heap[--m->count];
+    long i = 0;
+    for (;;) {
+        long c = 2 * i + 1;
+        if (c >= m->count) {
+            break;
+        }
+        if (c + 1 < m->count && entry_before(&m->heap[c + 1], &m->heap[c])) {
+            c++;
+        }
+        if (!entry_before(&m->heap[c], &last)) {
+            break;
+        }
+        m->heap[i] = m->heap[c];
+        i = c;
+    }
+    if (m->count > 0) {
+        m->heap[i] = last;
+    }
+    return top;
+}
+
+/* Queues the pair that starts at part a when its bytes are a token. */
+static void queue_pair(const Bpe *b, const unsigned char *p, long n, MergeScratch *m, long a)
+{
+    long end, id;
+    if (a < 0 || m->next[a] >= n) {
+        return;
+    }
+    end = m->next[m->next[a]];
+    id = lookup(b, p + a, end - a);
+    if (id >= 0) {
+        heap_push(m, b->rank[id], a, m->stamp[a]);
+    }
 }
 
 /* Byte-pair merges of piece p[0..n) by rank, lowest first, leftmost on a
- * tie; writes the ids to ids and returns how many.  start and ranks are
- * scratch of n + 1 entries. */
-static long merge_piece(const Bpe *b, const unsigned char *p, long n, long *ids, long *start,
-                        long *ranks)
+ * tie (tiktoken's rule), in O(n log n) with a heap of candidate pairs whose
+ * stale entries are skipped; writes the ids and returns how many. */
+static long merge_piece(const Bpe *b, const unsigned char *p, long n, long *ids, MergeScratch *m)
 {
-    long parts = n, i, out = 0;
+    long i, out = 0;
     if (n == 1 || ((b->flags & BPE_FLAG_WHOLE_PIECE) && lookup(b, p, n) >= 0)) {
         ids[0] = lookup(b, p, n);
         return 1;
     }
-    for (i = 0; i <= n; i++) {
-        start[i] = i;
+    for (i = 0; i < n; i++) {
+        m->next[i] = i + 1;
+        m->prev[i] = i - 1;
+        m->stamp[i] = 0;
     }
-    for (i = 0; i + 1 < parts; i++) {
-        ranks[i] = rank_of(b, p + start[i], start[i + 2] - start[i]);
+    m->count = 0;
+    for (i = 0; i + 1 < n; i++) {
+        queue_pair(b, p, n, m, i);
     }
-    while (parts > 1) {
-        long best = -1, best_rank = NO_RANK;
-        for (i = 0; i + 1 < parts; i++) {
-            if (ranks[i] < best_rank) {
-                best_rank = ranks[i];
-                best = i;
-            }
+    while (m->count > 0) {
+        HeapEntry e = heap_pop(m);
+        long a = e.at, j, k;
+        if (m->stamp[a] != e.stamp) {
+            continue;
         }
-        if (best < 0) {
-            break;
+        j = m->next[a];
+        k = m->next[j];
+        m->next[a] = k;
+        if (k < n) {
+            m->prev[k] = a;
         }
-        /* parts best and best + 1 become one */
-        for (i = best + 1; i < parts; i++) {
-            start[i] = start[i + 1];
-        }
-        for (i = best + 1; i + 1 < parts - 1; i++) {
-            ranks[i] = ranks[i + 1];
-        }
-        parts--;
-        if (best + 1 < parts) {
-            ranks[best] = rank_of(b, p + start[best], start[best + 2] - start[best]);
-        }
-        if (best > 0) {
-            ranks[best - 1] = rank_of(b, p + start[best - 1], start[best + 1] - start[best - 1]);
+        m->stamp[j] = -1;
+        m->stamp[a]++;
+        queue_pair(b, p, n, m, a);
+        if (m->prev[a] >= 0) {
+            m->stamp[m->prev[a]]++;
+            queue_pair(b, p, n, m, m->prev[a]);
         }
     }
-    for (i = 0; i < parts; i++) {
-        ids[out++] = lookup(b, p + start[i], start[i + 1] - start[i]);
+    for (i = 0; i < n; i = m->next[i]) {
+        ids[out++] = lookup(b, p + i, m->next[i] - i);
     }
     return out;
 }
@@ -529,13 +592,12 @@ static long special_at(const Bpe *b, const unsigned char *s, long n)
 /* Splits and merges the code points cp[a..z) whose UTF-8 starts at
  * clean[off[a]]; returns the number of ids written. */
 static long encode_span(const Bpe *b, const unsigned long *cp, const long *off,
-                        const unsigned char *clean, long a, long z, long *ids, long *start,
-                        long *ranks)
+                        const unsigned char *clean, long a, long z, long *ids, MergeScratch *m)
 {
     long i = a, out = 0;
     while (i < z) {
         long e = match_at(cp, i, z);
-        out += merge_piece(b, clean + off[i], off[e] - off[i], ids + out, start, ranks);
+        out += merge_piece(b, clean + off[i], off[e] - off[i], ids + out, m);
         i = e;
     }
     return out;
@@ -544,8 +606,9 @@ static long encode_span(const Bpe *b, const unsigned long *cp, const long *off,
 long bpe_encode(const Bpe *b, const unsigned char *text, long len, int with_specials, long *ids)
 {
     unsigned long *cp;
-    long *off, *start, *ranks;
+    long *off;
     unsigned char *clean;
+    MergeScratch m;
     long n = 0, pos = 0, bytes = 0, out = 0, seg, i;
 
     if (len < 0 || len > BPE_MAX_TEXT) {
@@ -554,8 +617,11 @@ long bpe_encode(const Bpe *b, const unsigned char *text, long len, int with_spec
     cp = (unsigned long *)xmalloc((double)len * sizeof(unsigned long) + 1.0, "encoding text");
     off = (long *)xmalloc(((double)len + 1.0) * sizeof(long), "encoding text");
     clean = (unsigned char *)xmalloc(3.0 * (double)len + 1.0, "encoding text");
-    start = (long *)xmalloc((3.0 * (double)len + 2.0) * sizeof(long), "encoding text");
-    ranks = (long *)xmalloc((3.0 * (double)len + 2.0) * sizeof(long), "encoding text");
+    m.next = (long *)xmalloc((3.0 * (double)len + 1.0) * sizeof(long), "encoding text");
+    m.prev = (long *)xmalloc((3.0 * (double)len + 1.0) * sizeof(long), "encoding text");
+    m.stamp = (long *)xmalloc((3.0 * (double)len + 1.0) * sizeof(long), "encoding text");
+    /* n - 1 first pairs, then at most two per merge, and at most n - 1 merges */
+    m.heap = (HeapEntry *)xmalloc((9.0 * (double)len + 1.0) * sizeof(HeapEntry), "encoding text");
     while (pos < len) {
         pos += utf8_next(text + pos, len - pos, &cp[n]);
         off[n] = bytes;
@@ -571,19 +637,21 @@ long bpe_encode(const Bpe *b, const unsigned char *text, long len, int with_spec
         if (id < 0) {
             continue;
         }
-        out += encode_span(b, cp, off, clean, seg, i, ids + out, start, ranks);
+        out += encode_span(b, cp, off, clean, seg, i, ids + out, &m);
         ids[out++] = id;
         for (e = i; off[e] < off[i] + b->length[id]; e++) {
         }
         seg = e;
         i = e - 1;
     }
-    out += encode_span(b, cp, off, clean, seg, n, ids + out, start, ranks);
+    out += encode_span(b, cp, off, clean, seg, n, ids + out, &m);
     free(cp);
     free(off);
     free(clean);
-    free(start);
-    free(ranks);
+    free(m.next);
+    free(m.prev);
+    free(m.stamp);
+    free(m.heap);
     return out;
 }
 
