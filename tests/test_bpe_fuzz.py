@@ -178,3 +178,20 @@ def test_a_huge_piece_does_not_hang_the_port(vocab: SharedVocab, port_tokenizer:
     text = " " * 200_000 + "a" * 100_000
     (port,) = port_encode([str(bpetool)], port_tokenizer, [text.encode()], timeout=60)
     assert port == vocab.tt.encode_ordinary(text)
+
+
+def test_fuzz_with_a_larger_vocabulary(tmp_path_factory: pytest.TempPathFactory, bpetool: Path) -> None:
+    """A vocabulary the trainer fills up (about 5000 tokens, some over 50 bytes) on fresh strings."""
+    big = build(tmp_path_factory.mktemp("big"), seed=5, vocab_size=8000)
+    assert len(big.ranks) > 4000
+    tokenizer = write_port_tokenizer(big, tmp_path_factory.mktemp("bigtok") / "tokenizer.bin")
+    strings = Corpus(FUZZ_SEED + 5).strings(3000)
+    texts = _texts(strings)
+    big_oracle = load_bpe(tokenizer)
+    results = {
+        "port": port_encode([str(bpetool)], tokenizer, strings),
+        "oracle": [big_oracle.encode(s) for s in strings],
+        "tokenizers": [e.ids for e in big.hf.encode_batch(texts, add_special_tokens=False)],
+        "tiktoken": [big.tt.encode_ordinary(t) for t in texts],
+    }
+    assert _differences(strings, results) == []
