@@ -12,8 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tokenizers import Regex, pre_tokenizers
 
 from harness.oracle.bpe import BpeVocab, load_bpe
+from harness.port import unicode_tables
+from harness.port.bpe_writer import LLAMA3_PATTERN
 from tests.bpe_corpus import INVALID, Corpus
 from tests.bpe_helpers import build_bpetool, port_encode, write_port_tokenizer
 from tests.bpe_vocab import SharedVocab, build
@@ -195,3 +198,34 @@ def test_fuzz_with_a_larger_vocabulary(tmp_path_factory: pytest.TempPathFactory,
         "tiktoken": [big.tt.encode_ordinary(t) for t in texts],
     }
     assert _differences(strings, results) == []
+
+
+def _hf_piece_ends(text: str) -> list[int]:
+    """Byte offsets where Hugging Face's Llama 3 Split pre-tokenizer ends each piece."""
+    split = pre_tokenizers.Split(Regex(LLAMA3_PATTERN), behavior="isolated", invert=False)
+    ends = [end for _piece, (_start, end) in split.pre_tokenize_str(text)]
+    return [len(text[:end].encode()) for end in ends]
+
+
+def test_split_of_every_assigned_code_point_equals_tokenizers(port_tokenizer: Path, bpetool: Path) -> None:
+    """Every code point Unicode 16 assigns (private use sampled), in the contexts where its class decides the
+    split, cut into pieces by the port exactly as Oniguruma in `tokenizers` cuts them (tiktoken's Rust regex
+    classifies every code point as Unicode 16 does too: see harness/port/unicode_tables.py)."""
+    data = unicode_tables.unicode_data()
+    if data.unidata_version != "16.0.0":
+        pytest.skip(f"needs unicodedata2 16.0.0 (the references' Unicode version), have {data.unidata_version}")
+    points = [cp for cp in range(1, 0x110000) if not 0xD800 <= cp <= 0xDFFF
+              and data.category(chr(cp)) not in ("Cn", "Co")] + list(range(0xE000, 0x110000, 997))
+    contexts = ["a{}b", " {}!", "1{}2", "'{}", "{}{}", "\t{}\n", "!{}a", " {} "]
+    texts = ["".join(c.format(chr(cp), chr(cp)) for cp in points[i:i + 64] for c in contexts)
+             for i in range(0, len(points), 64)]
+    encoded = [t.encode("utf-8", errors="surrogatepass") for t in texts]
+    port = _port_pieces(bpetool, port_tokenizer, encoded)
+    differences = [t for t, p in zip(texts, port) if p != _hf_piece_ends(t)]
+    assert differences == [], differences[:2]
+
+
+def _port_pieces(bpetool: Path, tokenizer: Path, strings: list[bytes]) -> list[list[int]]:
+    result = subprocess.run([str(bpetool), str(tokenizer), "-p"], input=b"\0".join(strings), capture_output=True,
+                            timeout=300, check=True)
+    return [[int(x) for x in line.split()] for line in result.stdout.decode().split("\n")[:-1]]

@@ -7,16 +7,20 @@ match; Python's unicodedata has no White_Space property, but since Unicode 6.3 i
 Zs, Zl and Zp plus U+0009..U+000D and U+0085, which is how it is derived here.  (str.isspace() is not used:
 it also accepts U+001C..U+001F.)
 
-The tables are checked in; `python -m harness.port.unicode_tables` rewrites them from the running Python's
-unicodedata, whose version is recorded in the file so a test can tell whether it can compare.
+The Unicode version matters: a character assigned after the tables' version is "other" to the port but a
+letter to the references. tiktoken 0.14 (Rust regex) and tokenizers 0.23 (Oniguruma) both classify exactly as
+Unicode 16.0 does (checked code point by code point), so the data comes from the `unicodedata2` backport pinned
+to 16.0.0 when it is installed (the test extras install it), else from Python's own unicodedata (3.11: 14.0).
+The tables are checked in; `python -m harness.port.unicode_tables` rewrites them, recording the version used so
+a test can tell whether it can compare.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import unicodedata
 from pathlib import Path
+from types import ModuleType
 
 from harness.paths import project_root
 
@@ -27,11 +31,25 @@ LAST_CODE_POINT = 0x10FFFF
 _EXTRA_SPACES = frozenset([0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x85])
 
 
+def unicode_data() -> ModuleType:
+    """unicodedata2 when installed (the references' Unicode version), else Python's unicodedata."""
+    try:
+        import unicodedata2  # type: ignore[import-not-found]  # a C extension without stubs
+    except ImportError:
+        import unicodedata
+
+        return unicodedata
+    return unicodedata2
+
+
+_DATA = unicode_data()
+
+
 def classify(cp: int) -> int:
     """The class of one code point: letter, number, white space, or 0 for anything else."""
     if cp in _EXTRA_SPACES:
         return CLASS_SPACE
-    category = unicodedata.category(chr(cp))
+    category = _DATA.category(chr(cp))
     if category[0] == "L":
         return CLASS_LETTER
     if category[0] == "N":
@@ -80,8 +98,8 @@ def default_output() -> Path:
 
 
 def generate() -> str:
-    """The tables for the running Python's unicodedata."""
-    return render(class_ranges(), unicodedata.unidata_version)
+    """The tables for the Unicode data at hand (unicode_data())."""
+    return render(class_ranges(), _DATA.unidata_version)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, default=default_output(), help="file to write (default: the port's)")
     args = parser.parse_args(argv)
     args.output.write_text(generate(), encoding="ascii")
-    print(f"wrote {args.output} (Unicode {unicodedata.unidata_version})")
+    print(f"wrote {args.output} (Unicode {_DATA.unidata_version})")
     return 0
 
 

@@ -591,19 +591,35 @@ static long special_at(const Bpe *b, const unsigned char *s, long n)
 
 /* Splits and merges the code points cp[a..z) whose UTF-8 starts at
  * clean[off[a]]; returns the number of ids written. */
+typedef struct {
+    long *ends;        /* when not NULL, receives the end offset of every piece */
+    long count;
+} PieceLog;
+
+static void log_piece(PieceLog *log, long end)
+{
+    if (log->ends != NULL) {
+        log->ends[log->count] = end;
+    }
+    log->count++;
+}
+
 static long encode_span(const Bpe *b, const unsigned long *cp, const long *off,
-                        const unsigned char *clean, long a, long z, long *ids, MergeScratch *m)
+                        const unsigned char *clean, long a, long z, long *ids, MergeScratch *m,
+                        PieceLog *log)
 {
     long i = a, out = 0;
     while (i < z) {
         long e = match_at(cp, i, z);
         out += merge_piece(b, clean + off[i], off[e] - off[i], ids + out, m);
+        log_piece(log, off[e]);
         i = e;
     }
     return out;
 }
 
-long bpe_encode(const Bpe *b, const unsigned char *text, long len, int with_specials, long *ids)
+static long encode_text(const Bpe *b, const unsigned char *text, long len, int with_specials, long *ids,
+                        PieceLog *log)
 {
     unsigned long *cp;
     long *off;
@@ -637,14 +653,15 @@ long bpe_encode(const Bpe *b, const unsigned char *text, long len, int with_spec
         if (id < 0) {
             continue;
         }
-        out += encode_span(b, cp, off, clean, seg, i, ids + out, &m);
+        out += encode_span(b, cp, off, clean, seg, i, ids + out, &m, log);
         ids[out++] = id;
         for (e = i; off[e] < off[i] + b->length[id]; e++) {
         }
+        log_piece(log, off[e]);
         seg = e;
         i = e - 1;
     }
-    out += encode_span(b, cp, off, clean, seg, n, ids + out, &m);
+    out += encode_span(b, cp, off, clean, seg, n, ids + out, &m, log);
     free(cp);
     free(off);
     free(clean);
@@ -653,6 +670,24 @@ long bpe_encode(const Bpe *b, const unsigned char *text, long len, int with_spec
     free(m.stamp);
     free(m.heap);
     return out;
+}
+
+long bpe_encode(const Bpe *b, const unsigned char *text, long len, int with_specials, long *ids)
+{
+    PieceLog log;
+    log.ends = NULL;
+    log.count = 0;
+    return encode_text(b, text, len, with_specials, ids, &log);
+}
+
+long bpe_pieces(const Bpe *b, const unsigned char *text, long len, int with_specials, long *ids,
+                long *ends)
+{
+    PieceLog log;
+    log.ends = ends;
+    log.count = 0;
+    encode_text(b, text, len, with_specials, ids, &log);
+    return log.count;
 }
 
 const unsigned char *bpe_token(const Bpe *b, long id, long *len)

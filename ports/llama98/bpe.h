@@ -41,6 +41,11 @@ long bpe_max_ids(long len);
  * bpe_max_ids(len) ids, and returns how many were written.  With
  * with_specials, the text of a special token is that token. No BOS added. */
 long bpe_encode(const Bpe *b, const unsigned char *text, long len, int with_specials, long *ids);
+/* Encodes like bpe_encode, and writes to ends (room for bpe_max_ids(len))
+ * the end offset of every piece in the text after U+FFFD replacement;
+ * returns the number of pieces.  For tests of the pre-tokenizer. */
+long bpe_pieces(const Bpe *b, const unsigned char *text, long len, int with_specials, long *ids,
+                long *ends);
 /* The bytes of a token (length 0 for an unused or out-of-range id). */
 const unsigned char *bpe_token(const Bpe *b, long id, long *len);
 /* True when id ends a run (the eos id or one of the stop ids). */

@@ -3,6 +3,9 @@
  *   bpetool TOKENIZER [-s]   encode: stdin holds strings separated by NUL
  *                            bytes; prints one line of space-separated ids
  *                            per string (-s: special tokens' text is theirs)
+ *   bpetool TOKENIZER -p     pieces: like encode, but prints the end offset
+ *                            of every pre-tokenizer piece (in the text after
+ *                            invalid UTF-8 became U+FFFD)
  *   bpetool TOKENIZER -d     decode: stdin holds ids; writes their bytes
  *   bpetool TOKENIZER -i     prints the header: tokens, BOS, EOS, stop ids
  */
@@ -47,7 +50,7 @@ static unsigned char *read_stdin(long *len)
     return buf;
 }
 
-static void encode_all(const Bpe *b, int with_specials)
+static void encode_all(const Bpe *b, int with_specials, int pieces)
 {
     long len, pos = 0;
     unsigned char *text = read_stdin(&len);
@@ -63,7 +66,14 @@ static void encode_all(const Bpe *b, int with_specials)
         one = (unsigned char *)xmalloc((double)(end - pos), "a string");
         memcpy(one, text + pos, (size_t)(end - pos));
         ids = (long *)xmalloc((double)bpe_max_ids(end - pos) * sizeof(long), "the ids");
-        count = bpe_encode(b, one, end - pos, with_specials, ids);
+        if (pieces) {
+            long *ends = (long *)xmalloc((double)bpe_max_ids(end - pos) * sizeof(long), "the pieces");
+            count = bpe_pieces(b, one, end - pos, with_specials, ids, ends);
+            memcpy(ids, ends, (size_t)count * sizeof(long));
+            free(ends);
+        } else {
+            count = bpe_encode(b, one, end - pos, with_specials, ids);
+        }
         for (i = 0; i < count; i++) {
             printf(i ? " %ld" : "%ld", ids[i]);
         }
@@ -102,8 +112,8 @@ int main(int argc, char **argv)
     const char *mode = argc > 2 ? argv[2] : "";
     long i;
     if (argc < 2 || argc > 3 || (argc == 3 && strcmp(mode, "-s") != 0 && strcmp(mode, "-d") != 0
-                                 && strcmp(mode, "-i") != 0)) {
-        fatal("usage: bpetool TOKENIZER [-s | -d | -i]");
+                                 && strcmp(mode, "-i") != 0 && strcmp(mode, "-p") != 0)) {
+        fatal("usage: bpetool TOKENIZER [-s | -p | -d | -i]");
     }
 #ifdef _WIN32
     _setmode(_fileno(stdin), _O_BINARY);
@@ -119,7 +129,7 @@ int main(int argc, char **argv)
         }
         printf("\nspecials %ld\ncrc32 %08lX\n", b.n_specials, b.crc32);
     } else {
-        encode_all(&b, strcmp(mode, "-s") == 0);
+        encode_all(&b, strcmp(mode, "-s") == 0, strcmp(mode, "-p") == 0);
     }
     bpe_free(&b);
     return 0;
