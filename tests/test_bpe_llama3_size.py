@@ -12,7 +12,12 @@ import pytest
 import tiktoken
 
 from harness.oracle.bpe import load_bpe
-from harness.port.bpe_writer import LLAMA3_PATTERN, from_tiktoken, llama3_control_ids, write_bpe
+from harness.port.bpe_writer import (
+    LLAMA3_PATTERN,
+    from_tiktoken,
+    llama3_control_ids,
+    write_bpe,
+)
 from tests.bpe_corpus import Corpus
 from tests.bpe_helpers import build_bpetool, port_encode
 
