@@ -188,3 +188,14 @@ def test_non_json_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"\xff{")
     with pytest.raises(BpeWriteError, match="not a JSON"):
         from_tokenizer_json(path)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["added_tokens"].append({"content": "<|x|>"}),
+    lambda d: d["model"]["vocab"].update({"zzz": "7"}),
+    lambda d: d["model"]["vocab"].update({"zzz": 3}),
+])
+def test_malformed_tokenizer_json_is_refused(edit: Callable[[dict], None], vocab: SharedVocab,
+                                             tmp_path: Path) -> None:
+    with pytest.raises(BpeWriteError):
+        from_tokenizer_json(_edit_json(vocab, tmp_path, edit))

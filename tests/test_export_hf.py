@@ -200,3 +200,16 @@ def test_llama32_1b_figures() -> None:
     assert weight_bytes == 4 * (16 * per_layer + 128256 * 2048)
     assert macs == 16 * per_layer + 128256 * 2048 + 16 * 2 * 2048 * 256
     assert kv_cache_bytes(LLAMA32_1B, 256) == 16 * 2**20
+
+
+def test_a_refusal_halfway_leaves_no_files(vocab: SharedVocab, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from safetensors.numpy import save_file
+    make_hf_dir(tmp_path / "hf", vocab, shards=1)
+    (tmp_path / "hf" / "model.safetensors.index.json").unlink()
+    save_file({"model.layers.0.mlp.up_proj.weight": np.zeros((3, 3), np.float32)},
+              str(tmp_path / "hf" / "model-zz.safetensors"))
+    args = ["export", str(tmp_path / "hf"), "-o", str(tmp_path / "m.bin"), "-z", str(tmp_path / "t.bin")]
+    assert main(args) != 0
+    assert "unexpected or repeated" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]

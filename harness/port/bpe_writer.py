@@ -158,10 +158,18 @@ def from_tokenizer_json(path: Path) -> BpeSource:
     _check_pipeline(data, path)
     model = data["model"]
     vocab: dict[str, int] = model.get("vocab") or {}
+    if not isinstance(vocab, dict) or not all(isinstance(i, int) and 0 <= i < MAX_TOKENS for i in vocab.values()):
+        raise BpeWriteError(f"{path}: the vocabulary is not a map of tokens to ids")
+    if len(set(vocab.values())) != len(vocab):
+        raise BpeWriteError(f"{path}: two vocabulary tokens share an id")
     pairs = _merge_pairs(model, path)
     made = _ranks_from_merges(vocab, pairs, path)
     symbols = byte_symbols()
-    added = [a for a in data.get("added_tokens", []) if isinstance(a, dict)]
+    added = data.get("added_tokens") or []
+    if not isinstance(added, list) or not all(isinstance(a, dict) and isinstance(a.get("id"), int)
+                                              and 0 <= a["id"] < MAX_TOKENS and isinstance(a.get("content"), str)
+                                              for a in added):
+        raise BpeWriteError(f"{path}: added_tokens is not a list of {{id, content}} entries")
     size = max([*vocab.values(), *(int(a["id"]) for a in added)], default=-1) + 1
     if not 256 <= size <= MAX_TOKENS:
         raise BpeWriteError(f"{path}: {size} ids is outside 256..{MAX_TOKENS}")

@@ -194,7 +194,6 @@ def write_weights(hf_dir: Path, header: L98Header, out: Path) -> None:
                 raise ExportError(f"{shard}: cannot read safetensors ({error})") from None
     missing = [name for name in shapes if name not in written]
     if missing:
-        out.unlink()
         raise ExportError(f"{hf_dir}: tensor {missing[0]} is missing ({len(missing)} missing in all)")
 
 
@@ -234,8 +233,16 @@ def export(hf_dir: Path, model_out: Path, tokenizer_out: Path) -> L98Header:
     if eos < 0 and eos_list:
         eos = eos_list[0]
     stops = [i for i in dict.fromkeys([*eos_list, *stops]) if i != eos and 0 <= i < len(source.tokens)]
-    write_weights(hf_dir, header, model_out)
-    write_bpe(tokenizer_out, source, bos, eos, stops)
+    # Both files are written beside their targets and renamed at the end, so a refusal halfway leaves nothing.
+    parts = [model_out.with_name(model_out.name + ".part"), tokenizer_out.with_name(tokenizer_out.name + ".part")]
+    try:
+        write_bpe(parts[1], source, bos, eos, stops)
+        write_weights(hf_dir, header, parts[0])
+        parts[0].replace(model_out)
+        parts[1].replace(tokenizer_out)
+    finally:
+        for part in parts:
+            part.unlink(missing_ok=True)
     return header
 
 
