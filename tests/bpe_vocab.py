@@ -11,7 +11,9 @@ vocabulary, so every implementation can be compared on it.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from harness.port.bpe_writer import LLAMA3_PATTERN, byte_symbols
 from tests.bpe_corpus import Corpus
 
+LLAMA3_BASE = 128000  # ranked tokens in Llama 3; 256 special ids follow
 SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
             "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>", "<|step_id|>", "<|start_header_id|>",
             "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>", "<|reserved_special_token_2|>"]
@@ -85,3 +88,16 @@ def build(directory: Path, seed: int = 13, vocab_size: int = 1500) -> SharedVoca
     encoding = tiktoken.Encoding(name=f"test-{seed}", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
                                  special_tokens=specials)
     return SharedVocab(json_path, tt_path, Tokenizer.from_file(str(json_path)), encoding, ranks, specials)
+
+
+def llama3_sized_ranks() -> dict[bytes, int]:
+    """The 256 bytes, then letter pairs, triples (and space-led ones) until 128000 ranks."""
+    letters = string.ascii_letters
+    tokens = [bytes([b]) for b in range(256)]
+    tokens += [(a + b).encode() for a, b in itertools.product(letters, repeat=2)]
+    tokens += [(" " + a).encode() for a in letters]
+    for a, b, c in itertools.product(letters, repeat=3):
+        if len(tokens) == LLAMA3_BASE:
+            break
+        tokens.append((a + b + c).encode())
+    return {t: i for i, t in enumerate(tokens)}

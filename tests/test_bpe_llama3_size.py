@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import base64
-import itertools
-import string
 from pathlib import Path
 
 import pytest
@@ -20,32 +18,18 @@ from harness.port.bpe_writer import (
 )
 from tests.bpe_corpus import Corpus
 from tests.bpe_helpers import build_bpetool, port_encode
-
-BASE = 128000
-
-
-def _ranks() -> dict[bytes, int]:
-    """The 256 bytes, then letter pairs, triples (and space-led ones) until 128000 ranks."""
-    letters = string.ascii_letters
-    tokens = [bytes([b]) for b in range(256)]
-    tokens += [(a + b).encode() for a, b in itertools.product(letters, repeat=2)]
-    tokens += [(" " + a).encode() for a in letters]
-    for a, b, c in itertools.product(letters, repeat=3):
-        if len(tokens) == BASE:
-            break
-        tokens.append((a + b + c).encode())
-    return {t: i for i, t in enumerate(tokens)}
+from tests.bpe_vocab import LLAMA3_BASE, llama3_sized_ranks
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tiktoken.Encoding]:
     directory = tmp_path_factory.mktemp("llama3size")
-    ranks = _ranks()
+    ranks = llama3_sized_ranks()
     rank_file = directory / "tokenizer.model"
     rank_file.write_bytes(b"".join(base64.b64encode(t) + b" %d\n" % r for t, r in ranks.items()))
     source = from_tiktoken(rank_file)
     write_bpe(directory / "tokenizer.bin", source, *llama3_control_ids(source))
-    specials = {t.decode(): i for i, t in enumerate(source.tokens) if i >= BASE and t is not None}
+    specials = {t.decode(): i for i, t in enumerate(source.tokens) if i >= LLAMA3_BASE and t is not None}
     encoding = tiktoken.Encoding("llama3-size", pat_str=LLAMA3_PATTERN, mergeable_ranks=ranks,
                                  special_tokens=specials)
     return directory / "tokenizer.bin", encoding
