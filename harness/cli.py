@@ -18,6 +18,7 @@ from harness.core.logs import cli_logging
 
 COMMAND_MODULES: tuple[str, ...] = (
     "harness.port.build",
+    "harness.port.export_hf",
     "harness.oracle.cli",
     "harness.run.command",
     "harness.guests.tiny686.image",

@@ -12,6 +12,7 @@ Layouts (facts from llama2.c export.py / run.c):
 - v1: uint32 magic 0x616b3432, int32 version 1, the same 7 int32 (vocab positive), one byte "shared classifier",
   zero padding to 256 bytes. Weights: rms_att, rms_ffn, rms_final, embedding, wq, wk, wv, wo, w1, w2, w3,
   optional classifier; no RoPE tables.
+- v3: our Llama 3 format (magic "L98M"), read by harness/oracle/checkpoint_v3.py; ports/llama98/FORMATS.md.
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ MAX_FIELD = 1 << 24
 
 
 @dataclass(frozen=True)
+class RopeScaling:
+    """Llama 3.1's "llama3" RoPE frequency scaling (ports/llama98/FORMATS.md)."""
+
+    factor: float
+    low_freq_factor: float
+    high_freq_factor: float
+    original_max_position_embeddings: int
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The header fields of a checkpoint, with the classifier flag made explicit."""
 
@@ -44,6 +55,10 @@ class ModelConfig:
     vocab_size: int
     seq_len: int
     shared_classifier: bool
+    # Llama 3 (v3 files); llama2.c's fixed values otherwise
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    rope_scaling: RopeScaling | None = None
 
     @property
     def head_size(self) -> int:
@@ -159,6 +174,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             head = handle.read(V1_HEADER_BYTES)
     except OSError as error:
         raise CheckpointError(describe_read_error(path, "checkpoint", error)) from None
+    if head[:4] == b"L98M":
+        from harness.oracle.checkpoint_v3 import load_v3
+
+        return load_v3(path, head, file_size)
     version, header_bytes, config = _read_header(path, head, file_size)
     _validate(path, config)
     expected = header_bytes + 4 * config.weight_floats(version)

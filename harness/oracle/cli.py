@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from harness.core.errors import UsageError
 from harness.oracle.generate import Oracle, c_atof, c_atoi, clamp_args
+from harness.oracle.llama3 import Llama3Oracle, is_bpe_tokenizer, run_positions
 from harness.oracle.verify import DEFAULT_TOL, verify
 
 
@@ -33,17 +35,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("-m", dest="mode", default="generate", help="mode: only generate is supported")
     parser.add_argument("-r", dest="report", default=None, help="also write a llama98 report (path or -)")
     parser.add_argument("--verify", metavar="REPORT", default=None, help="verify a port's report instead")
+    parser.add_argument("-c", dest="context", default="0",
+                        help="Llama 3 (BPE tokenizer): most positions a run may use, default 0 = seq_len")
     parser.add_argument("--tol", type=float, default=DEFAULT_TOL, help="logit tolerance for --verify")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.verify is not None and is_bpe_tokenizer(args.tokenizer):
+        raise UsageError("--verify is not supported with a BPE tokenizer yet")
     if args.verify is not None:
         verdict = verify(args.checkpoint, args.tokenizer, Path(args.verify), tol=args.tol)
         print(verdict)
         return 0 if verdict.ok else 1
     if args.mode != "generate":
         raise UsageError(f"oracle mode {args.mode!r} is not supported (only -m generate)")
+    if is_bpe_tokenizer(args.tokenizer):
+        return _run_llama3(args)
     oracle = Oracle.load(args.checkpoint, args.tokenizer)
     prompt = os.fsencode(args.prompt) if args.prompt is not None else None
     run_args = clamp_args(
@@ -65,4 +73,20 @@ def run(args: argparse.Namespace) -> int:
             out.flush()
         else:
             Path(args.report).write_text(text)
+    return 0
+
+
+def _run_llama3(args: argparse.Namespace) -> int:
+    """A v3 checkpoint with a BPE tokenizer: the Llama 3 token rules (harness/oracle/llama3.py)."""
+    if args.report is not None:
+        raise UsageError("-r is not supported with a BPE tokenizer yet")
+    oracle = Llama3Oracle.load(args.checkpoint, args.tokenizer)
+    seq_len = oracle.checkpoint.config.seq_len
+    clamped = clamp_args(seq_len, temperature=c_atof(args.temperature), topp=c_atof(args.topp),
+                         seed=c_atoi(args.seed), steps=1,
+                         prompt=os.fsencode(args.prompt) if args.prompt is not None else None)
+    steps = run_positions(seq_len, c_atoi(args.steps), c_atoi(args.context))
+    result = oracle.generate(replace(clamped, steps=steps))
+    sys.stdout.buffer.write(result.text)
+    sys.stdout.buffer.flush()
     return 0

@@ -128,7 +128,7 @@ class Oracle:
         prompt_ids = self.encode_prompt(args.prompt)
         result = Generation(args, prompt_ids)
         sampler = Sampler.create(float(args.temperature), float(args.topp), args.seed)
-        cache = self.transformer.new_cache()
+        cache = self.transformer.new_cache(args.steps)
         out = bytearray()
         token = prompt_ids[0]
         pos = 0

@@ -5,9 +5,10 @@ must follow the port token by token), and `logits_for_sequence()` feeds a whole 
 under a causal mask (verify, where batching turns hundreds of matrix-vector products into a few matrix
 products and keeps the oracle from ever being the slow part of a run).
 
-Element-wise steps follow llama2.c's float32 operation order (RMSnorm eps 1e-5, RoPE angles from powf/cosf/sinf
-rounded to float32, SiLU as x * (1 / (1 + exp(-x)))). Matrix products use BLAS, whose summation order differs
-from a scalar loop in the last bits; verify's tolerance exists for exactly that (and for x87 vs SSE).
+Element-wise steps follow llama2.c's float32 operation order (RMSnorm eps 1e-5 or the v3 header's, RoPE angles from
+powf/cosf/sinf rounded to float32, theta and llama3 scaling from a v3 header, SiLU as x * (1 / (1 + exp(-x)))).
+Matrix products use BLAS, whose summation order differs from a scalar loop in the last bits; verify's tolerance
+exists for exactly that (and for x87 vs SSE).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from harness.oracle.checkpoint import Checkpoint, ModelConfig
 
 RMS_EPS = np.float32(1e-5)
-ROPE_THETA = 10000.0
+ROPE_TABLE_START = 4096  # positions of RoPE tables made up front; more are made when a run needs them
 _blas_limited = False
 
 
@@ -40,27 +41,54 @@ def limit_blas_threads() -> None:
     threadpool_limits(limits=1, user_api="blas")
 
 
-def rope_tables(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin of every (position, pair) angle, each (seq_len, head_size / 2), float32.
+def rope_frequencies(config: ModelConfig) -> np.ndarray:
+    """The float32 frequency of every pair, (head_size / 2,).
 
-    llama2.c: head_dim = i % head_size; freq = 1.0f / powf(10000.0f, head_dim / (float)head_size);
-    val = pos * freq; cosf(val), sinf(val). Each libm call is done in float64 and rounded to float32.
+    llama2.c: freq = 1.0f / powf(theta, head_dim / (float)head_size) with theta = 10000 (v3 files: rope_theta
+    from the header, as a float). With llama3 scaling each frequency is then adjusted in double and rounded to
+    float (ports/llama98/FORMATS.md): wavelengths 2*pi/freq below original/high_freq_factor keep their
+    frequency, those above original/low_freq_factor are divided by factor, and in between
+    smooth = (original / wavelength - low) / (high - low) blends (1 - smooth) * freq / factor + smooth * freq.
     """
     head_size = config.head_size
     pair_dims = np.arange(0, head_size, 2, dtype=np.float32)
     exponents = pair_dims / np.float32(head_size)
-    powers = np.power(ROPE_THETA, exponents.astype(np.float64)).astype(np.float32)
+    theta = np.float64(np.float32(config.rope_theta))
+    powers = np.power(theta, exponents.astype(np.float64)).astype(np.float32)
     freqs = np.float32(1.0) / powers
-    positions = np.arange(config.seq_len, dtype=np.float32)
-    angles = positions[:, None] * freqs[None, :]
+    scaling = config.rope_scaling
+    if scaling is None:
+        return freqs
+    factor = np.float64(np.float32(scaling.factor))
+    low = np.float64(np.float32(scaling.low_freq_factor))
+    high = np.float64(np.float32(scaling.high_freq_factor))
+    original = np.float64(scaling.original_max_position_embeddings)
+    f64 = freqs.astype(np.float64)
+    wavelength = 2.0 * np.pi / f64
+    smooth = (original / wavelength - low) / (high - low)
+    blended = (1.0 - smooth) * f64 / factor + smooth * f64
+    scaled = np.where(wavelength < original / high, f64, np.where(wavelength > original / low, f64 / factor,
+                                                                  blended))
+    return scaled.astype(np.float32)
+
+
+def rope_tables(config: ModelConfig, positions: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """cos and sin of every (position, pair) angle, each (positions, head_size / 2), float32.
+
+    val = pos * freq in float32; cosf(val), sinf(val): each libm call is done in float64 and rounded to float32.
+    `positions` defaults to seq_len.
+    """
+    freqs = rope_frequencies(config)
+    count = config.seq_len if positions is None else positions
+    angles = np.arange(count, dtype=np.float32)[:, None] * freqs[None, :]
     angles64 = angles.astype(np.float64)
     return np.cos(angles64).astype(np.float32), np.sin(angles64).astype(np.float32)
 
 
-def rmsnorm(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: np.float32 = RMS_EPS) -> np.ndarray:
     """Row-wise RMSnorm of (T, D) with a sequential float32 sum of squares."""
     sum_sq = np.add.accumulate(x * x, axis=-1, dtype=np.float32)[..., -1]
-    mean_sq = sum_sq / np.float32(x.shape[-1]) + RMS_EPS
+    mean_sq = sum_sq / np.float32(x.shape[-1]) + eps
     scale = np.float32(1.0) / np.sqrt(mean_sq)
     return weight * (scale[..., None] * x)
 
@@ -85,10 +113,14 @@ def softmax_rows(scores: np.ndarray) -> np.ndarray:
 
 
 class KVCache:
-    """Keys and values of every position seen so far, per layer: (layers, seq_len, kv_dim) float32."""
+    """Keys and values of every position seen so far, per layer: (layers, capacity, kv_dim) float32.
 
-    def __init__(self, config: ModelConfig) -> None:
-        shape = (config.n_layers, config.seq_len, config.kv_dim)
+    The capacity is what the run needs, at most seq_len: Llama 3 configs say 131072 positions, far more than a
+    run uses or a 128 MB machine holds."""
+
+    def __init__(self, config: ModelConfig, capacity: int | None = None) -> None:
+        self.capacity = config.seq_len if capacity is None else min(capacity, config.seq_len)
+        shape = (config.n_layers, self.capacity, config.kv_dim)
         self.keys = np.zeros(shape, dtype=np.float32)
         self.values = np.zeros(shape, dtype=np.float32)
 
@@ -100,11 +132,20 @@ class Transformer:
         self.checkpoint = checkpoint
         self.config = checkpoint.config
         self.weights = checkpoint.weights
-        self.rope_cos, self.rope_sin = rope_tables(self.config)
+        self.eps = np.float32(self.config.norm_eps)
+        self.rope_cos, self.rope_sin = rope_tables(self.config, min(self.config.seq_len, ROPE_TABLE_START))
         limit_blas_threads()
 
-    def new_cache(self) -> KVCache:
-        return KVCache(self.config)
+    def new_cache(self, capacity: int | None = None) -> KVCache:
+        """A cache for `capacity` positions (default: all seq_len)."""
+        return KVCache(self.config, capacity)
+
+    def _rope(self, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """The RoPE tables for positions 0..end-1, grown on demand (seq_len may be 131072)."""
+        if end > len(self.rope_cos):
+            self.rope_cos, self.rope_sin = rope_tables(self.config, min(self.config.seq_len,
+                                                                        max(end, 2 * len(self.rope_cos))))
+        return self.rope_cos, self.rope_sin
 
     def step(self, token: int, pos: int, cache: KVCache) -> np.ndarray:
         """Logits (vocab,) for the token at `pos`, after positions 0..pos-1 were fed into `cache`."""
@@ -113,19 +154,21 @@ class Transformer:
     def logits_for_sequence(self, tokens: list[int] | np.ndarray) -> np.ndarray:
         """Logits (len(tokens), vocab): row p is what the model predicts after tokens[0..p]."""
         tokens = np.asarray(tokens, dtype=np.int64)
-        return self.forward(tokens, 0, self.new_cache())
+        return self.forward(tokens, 0, self.new_cache(len(tokens)))
 
     def forward(self, tokens: np.ndarray, start: int, cache: KVCache) -> np.ndarray:
         """Feed tokens at positions start.. start+len-1, appending to the cache; return their logits."""
         c, w = self.config, self.weights
         count = len(tokens)
         end = start + count
-        if end > c.seq_len:
-            raise ValueError(f"positions up to {end - 1} exceed seq_len {c.seq_len}")
+        if end > c.seq_len or end > cache.capacity:
+            raise ValueError(f"positions up to {end - 1} exceed seq_len {c.seq_len} or the cache's "
+                             f"{cache.capacity}")
         head_size, n_heads, n_kv = c.head_size, c.n_heads, c.n_kv_heads
         kv_mul = n_heads // n_kv
-        cos = self.rope_cos[start:end]
-        sin = self.rope_sin[start:end]
+        rope_cos, rope_sin = self._rope(end)
+        cos = rope_cos[start:end]
+        sin = rope_sin[start:end]
         inv_sqrt = np.float32(np.sqrt(np.float32(head_size)))
         # causal mask: query at start+t sees keys 0..start+t
         key_pos = np.arange(end)
@@ -134,7 +177,7 @@ class Transformer:
 
         x = np.array(w.token_embedding[tokens], dtype=np.float32)
         for layer in range(c.n_layers):
-            xb = rmsnorm(x, w.rms_att[layer])
+            xb = rmsnorm(x, w.rms_att[layer], self.eps)
             q = (xb @ w.wq[layer].T).reshape(count, n_heads, head_size)
             k = (xb @ w.wk[layer].T).reshape(count, n_kv, head_size)
             v = xb @ w.wv[layer].T
@@ -157,12 +200,12 @@ class Transformer:
             xb = heads.transpose(1, 0, 2).reshape(count, c.dim)
             x = x + xb @ w.wo[layer].T
 
-            xb = rmsnorm(x, w.rms_ffn[layer])
+            xb = rmsnorm(x, w.rms_ffn[layer], self.eps)
             hb = xb @ w.w1[layer].T
             hb2 = xb @ w.w3[layer].T
             hb = hb * (np.float32(1.0) / (np.float32(1.0) + np.exp(-hb)))
             hb = hb * hb2
             x = x + hb @ w.w2[layer].T
 
-        x = rmsnorm(x, w.rms_final)
+        x = rmsnorm(x, w.rms_final, self.eps)
         return x @ w.classifier.T

@@ -47,6 +47,14 @@ CFLAGS = $(STRICT) $(ARCH) $(OPT)
 
 all: $(OUT)
 
+# bpetool: the test driver of the byte-level BPE tokenizer (bpe.c), not part
+# of llama98 yet: `make -f gcc.mk bpetool`.
+BPE_NAMES = bpetool bpe unicode_tables util
+BPE_OBJS = $(addsuffix .o,$(BPE_NAMES))
+
+bpetool: $(BPE_OBJS)
+	$(CC) $(ARCH) $(OPT) -o $@ $(BPE_OBJS) $(LDFLAGS)
+
 $(OUT): $(OBJS)
 	$(CC) $(ARCH) $(OPT) -o $@ $(OBJS) $(LDFLAGS) -lm
 
@@ -57,6 +65,6 @@ model.o: $(SRC)/model.c $(HEADERS)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 clean:
-	rm -f $(OBJS) $(OUT)
+	rm -f $(OBJS) $(OUT) $(BPE_OBJS) bpetool
 
 .PHONY: all clean

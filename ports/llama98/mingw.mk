@@ -32,6 +32,14 @@ CFLAGS = $(STRICT) $(ARCH) $(OPT) $(DEFS)
 
 all: $(OUT)
 
+# bpetool: the test driver of the byte-level BPE tokenizer (bpe.c), not part
+# of llama98 yet: `make -f mingw.mk bpetool.exe`.
+BPE_NAMES = bpetool bpe unicode_tables util
+BPE_OBJS = $(addsuffix .o,$(BPE_NAMES))
+
+bpetool.exe: $(BPE_OBJS)
+	$(CC) $(ARCH) $(OPT) -o $@ $(BPE_OBJS) $(LDFLAGS)
+
 $(OUT): $(OBJS)
 	$(CC) $(ARCH) $(OPT) -o $@ $(OBJS) $(LDFLAGS)
 
@@ -42,6 +50,6 @@ model.o: $(SRC)/model.c $(HEADERS)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 clean:
-	rm -f $(OBJS) $(OUT)
+	rm -f $(OBJS) $(OUT) $(BPE_OBJS) bpetool.exe
 
 .PHONY: all clean

@@ -48,5 +48,18 @@ u64.obj: $(SRC)/u64.c
 util.obj: $(SRC)/util.c
 	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
 
+# bpetool.exe: the test driver of the byte-level BPE tokenizer (bpe.c).
+bpetool.exe: bpetool.obj bpe.obj unicode_tables.obj util.obj
+	wlink option quiet system nt runtime console=4.0 name $@ file { bpetool.obj bpe.obj unicode_tables.obj util.obj }
+
+bpetool.obj: $(SRC)/bpetool.c
+	$(CC) -c $(CFLAGS) -fo=$@ $[@
+
+bpe.obj: $(SRC)/bpe.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+unicode_tables.obj: $(SRC)/unicode_tables.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
 clean: .SYMBOLIC
-	rm -f *.obj llama98.exe
+	rm -f *.obj llama98.exe bpetool.exe
