@@ -19,7 +19,8 @@ from harness.pytest_plugin.options import SKIP_VM, selected_vm
 
 if TYPE_CHECKING:
     from harness.port.check import RunCheck
-    from harness.run.session import InjectedModel, PortRun, Session, SessionOptions
+    from harness.run.judged import Outcome
+    from harness.run.session import Session, SessionOptions
     from harness.vm.ftp import FileServer
 
 
@@ -144,33 +145,27 @@ def oracle() -> OracleTools:
     return OracleTools()
 
 
-@dataclass
-class RunOutcome:
-    """A port run in the guest and its check against the oracle."""
-
-    injected: InjectedModel
-    run: PortRun
-    check: RunCheck
-
-
 @pytest.fixture
-def llama98_run(guest: Session) -> Callable[..., RunOutcome]:
-    """Run the port in the guest: `llama98_run(model="stories260K", steps=.., temperature=.., seed=.., ...)`.
+def llama98_run(guest: Session, pytestconfig: pytest.Config) -> Callable[..., Outcome]:
+    """Run the guest's binary and judge it: `llama98_run(model="stories260K", steps=.., temperature=.., ...)`.
 
-    Injects the model and tokenizer (FTP, checksum-verified), runs with `-r -`, parses the report and checks it
-    with the oracle. Returns a RunOutcome; the test asserts on it.
+    Injects the model and tokenizer (FTP, checksum-verified), runs the binary under test (our port, or the
+    `--llama98-binary` in the `--llama98-cli` style) and judges it with the oracle. Returns a
+    harness.run.judged.Outcome: `ok`, `verdict`, `level` ("token-level"/"text-level"), `text`, `tok_s`,
+    `wall_seconds`, `artifacts`, and for our port `report` and `run`; the test asserts on it.
     """
-    from harness.port.check import check_run
     from harness.port.models import choose_model
+    from harness.run.judged import choose_cli, run_and_judge
     from harness.run.session import PortArgs
+
+    cli = choose_cli(str(pytestconfig.getoption("--llama98-cli")), guest.binary if guest.options.binary else None)
 
     def run(model: str = "stories260K", tokenizer: str | None = None, temperature: float = 0.0, topp: float = 0.9,
             seed: int = 42, steps: int = 200, prompt: bytes | str | None = None,
-            ftp_mode: str | None = None) -> RunOutcome:
+            ftp_mode: str | None = None) -> Outcome:
         choice = choose_model(model, tokenizer, allow_download=False)
         injected = guest.inject_model(choice, mode=ftp_mode)
         prompt_bytes = prompt.encode("utf-8") if isinstance(prompt, str) else prompt
-        port_run = guest.run_port(injected, PortArgs(temperature, topp, seed, steps, prompt_bytes))
-        return RunOutcome(injected, port_run, check_run(choice, port_run.text, port_run.report))
+        return run_and_judge(guest, injected, PortArgs(temperature, topp, seed, steps, prompt_bytes), cli)
 
     return run

@@ -28,6 +28,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="guest profile (tiny686, win98, or auto = detect from the image)")
     group.addoption("--llama98-binary", metavar="PATH", default=None,
                     help="test this prebuilt llama98 binary instead of building one")
+    group.addoption("--llama98-cli", choices=("auto", "llama98", "llama2c"), default="auto",
+                    help="command-line style of --llama98-binary: llama98 (our port: -r report, token-level "
+                         "verdict), llama2c (llama2.c's flags, text-level verdict), auto (default: detected)")
     group.addoption("--vm-icount", action="store_true", default=False,
                     help="run QEMU with -icount shift=1,sleep=off (deterministic guest time)")
     group.addoption("--vm-no-snapshot", action="store_true", default=False,

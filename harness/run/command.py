@@ -1,8 +1,10 @@
 """`llama98-harness run`: the main job, end to end, in one command.
 
-Boot the guest (tiny686 unless --vm names an image), inject the port, model and tokenizer over FTP with checksum
-verification, run the port with `-r -`, and judge the run with the oracle. Prints the text, the guest's tok/s
-recomputed from raw timer ticks, the verdict and the artifact directory; exits 0 only when the verdict is ok.
+Boot the guest (tiny686 unless --vm names an image), inject the binary (our port unless --binary names one),
+model and tokenizer over FTP with checksum verification, run it, and judge the run with the oracle: token-level
+for our port (`-r -` report), text-level for a llama2.c-style binary (`--cli llama2c`, detected by default).
+Prints the text, tok/s, the guest wall time, the verdict and the artifact directory; exits 0 only when the
+verdict is ok.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import time
 from pathlib import Path
 
 from harness.core.errors import UsageError
-from harness.port.check import check_run
 from harness.port.models import DEFAULT_MODEL, choose_model
+from harness.run.judged import CLI_STYLES, choose_cli, run_and_judge
 from harness.run.session import PortArgs, Session, SessionOptions
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "run", help="boot a guest, inject llama98 + model over FTP, generate, verify with the oracle",
+        "run", help="boot a guest, inject a llama2.c-family binary + model over FTP, generate, judge with the oracle",
         description=__doc__)
     parser.add_argument("--vm", metavar="IMAGE", default=None,
                         help="disk image (default: the built-in tiny686 stand-in guest, built on first use)")
@@ -38,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("-t", dest="temperature", type=float, default=0.0, help="temperature (default 0)")
     parser.add_argument("-p", dest="topp", type=float, default=0.9, help="top-p (default 0.9)")
     parser.add_argument("-s", dest="seed", type=int, default=42, help="RNG seed (default 42)")
-    parser.add_argument("--binary", type=Path, default=None, help="prebuilt llama98 for the guest")
+    parser.add_argument("--binary", type=Path, default=None,
+                        help="a prebuilt binary for the guest: our port, or any llama2.c-style program")
+    parser.add_argument("--cli", choices=("auto", *CLI_STYLES), default="auto",
+                        help="command-line style of --binary: llama98 (our port, -r report, token-level verdict), "
+                             "llama2c (llama2.c's flags only, text-level verdict), or auto (default: detected)")
     parser.add_argument("--icount", nargs="?", type=int, const=1, default=None, metavar="SHIFT",
                         help="deterministic guest time: -icount shift=SHIFT,sleep=off (default shift 1)")
     parser.add_argument("--ftp-mode", choices=("passive", "active"), default=None,
@@ -61,8 +67,11 @@ def run_main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     if args.json and not args.json.parent.is_dir():
         raise UsageError(f"--json: directory {args.json.parent} does not exist")
+    cli = choose_cli(args.cli, args.binary)
     choice = choose_model(args.model, args.tokenizer)
     log.info(f"model: {choice.label}")
+    if args.binary is not None:
+        log.info(f"binary: {args.binary} (command line style: {cli})")
     options = SessionOptions(vm=args.vm, profile=args.profile, binary=args.binary, icount_shift=args.icount,
                              use_snapshot=not args.no_snapshot, artifacts=args.artifacts,
                              timeout_scale=args.timeout_scale, ftp_mode=args.ftp_mode)
@@ -70,24 +79,29 @@ def run_main(args: argparse.Namespace) -> int:
                          os.fsencode(args.prompt) if args.prompt else None)  # the bytes the shell gave us
     with Session(options) as session:
         injected = session.inject_model(choice)
-        run = session.run_port(injected, port_args)
-        artifacts = session.artifacts
-    log.info("checking the run against the numpy oracle")
-    check = check_run(choice, run.text, run.report)
-    (artifacts.path / "verdict.txt").write_text(str(check) + "\n", encoding="utf-8")
-    tok_s = run.report.tok_per_s()
-    sys.stdout.buffer.write(run.text)
+        log.info("running and checking against the numpy oracle")
+        outcome = run_and_judge(session, injected, port_args, cli)
+    sys.stdout.buffer.write(outcome.text)
     sys.stdout.flush()
     print(f"model: {choice.label}")
     print(f"guest: {session.profile.name} ({session.image})")
-    print(f"tokens: {len(run.report.tokens)}; guest tok/s (from raw timer ticks, {run.report.timer.source} at "
-          f"{run.report.timer.hz} Hz): {tok_s:.2f}" if tok_s else "guest tok/s: n/a (fewer than 2 tokens)")
-    print(f"verdict: {check}")
-    print(f"artifacts: {artifacts}")
+    if outcome.report is not None:
+        report = outcome.report
+        tok_s = f"{outcome.tok_s:.2f}" if outcome.tok_s else "n/a (fewer than 2 tokens)"
+        print(f"tokens: {len(report.tokens)}; guest tok/s (from raw timer ticks, {report.timer.source} at "
+              f"{report.timer.hz} Hz): {tok_s}")
+    else:
+        print(f"program tok/s (its own 'achieved tok/s' line): "
+              f"{outcome.tok_s:.2f}" if outcome.tok_s is not None else "program tok/s: n/a (it printed no tok/s line)")
+    print(f"guest wall time of the run: {outcome.wall_seconds:.2f} s")
+    print(f"verdict ({outcome.level}): {outcome.verdict}")
+    print(f"artifacts: {outcome.artifacts}")
     print(f"wall time: {time.monotonic() - started:.1f} s")
     if args.json:
         args.json.write_text(json.dumps({
-            "ok": check.ok, "verdict": str(check), "model": choice.label, "profile": session.profile.name,
-            "tokens": len(run.report.tokens), "tok_s": tok_s, "artifacts": str(artifacts),
-            "text": run.text.decode("utf-8", errors="replace")}, indent=2) + "\n", encoding="utf-8")
-    return 0 if check.ok else 1
+            "ok": outcome.ok, "verdict": outcome.verdict, "level": outcome.level, "cli": outcome.cli,
+            "model": choice.label, "profile": session.profile.name,
+            "tokens": len(outcome.report.tokens) if outcome.report is not None else None,
+            "tok_s": outcome.tok_s, "guest_wall_seconds": outcome.wall_seconds, "artifacts": str(outcome.artifacts),
+            "text": outcome.text.decode("utf-8", errors="replace")}, indent=2) + "\n", encoding="utf-8")
+    return 0 if outcome.ok else 1

@@ -66,14 +66,15 @@ class PortArgs:
     steps: int = 200
     prompt: bytes | None = None
 
-    def argv(self, model: str, tokenizer: str, encoding: str = "utf-8") -> list[str]:
+    def argv(self, model: str, tokenizer: str, encoding: str = "utf-8", cli: str = "llama98") -> list[str]:
         """The command line; the prompt is decoded with the console's encoding so that its exact bytes are what
-        reach the guest (the console encodes the line with the same codec)."""
+        reach the guest (the console encodes the line with the same codec). Only our port (`cli="llama98"`)
+        gets `-r -`; a llama2c-style binary gets llama2.c's flags and nothing else."""
         args = [model, "-z", tokenizer, "-t", f"{self.temperature:g}", "-p", f"{self.topp:g}",
                 "-s", str(self.seed), "-n", str(self.steps)]
         if self.prompt:
             args += ["-i", self.prompt.decode(encoding, errors="surrogateescape")]
-        return args + ["-r", "-"]
+        return args + (["-r", "-"] if cli == "llama98" else [])
 
 
 @dataclass
@@ -86,6 +87,16 @@ class PortRun:
     report: Report
     seconds: float
     guest_tok_s_line: str | None = None
+
+
+@dataclass
+class ProgramRun:
+    """What a llama2.c-style program printed in the guest (stdout and stderr as the console saw them)."""
+
+    command: str
+    exit_code: int
+    output: bytes
+    seconds: float  # guest wall time of the command, measured by the harness around it
 
 
 @dataclass
@@ -220,24 +231,40 @@ class Session(StartStop):
         tokenizer = self.fetch(choice.tokenizer, names["tokenizer"], mode=mode)
         return InjectedModel(choice, model.guest_path, tokenizer.guest_path, [model, tokenizer])
 
-    def run_port(self, injected: InjectedModel, args: PortArgs, timeout: float | None = None) -> PortRun:
-        """Run llama98 in the guest with `-r -` and parse what it printed."""
+    def _run_program(self, injected: InjectedModel, args: PortArgs, cli: str, timeout: float | None,
+                     what: str) -> ProgramRun:
+        """Run the injected binary with the model's files and `args` in the guest; refuse a non-zero exit."""
         guest = self._require_guest()
         argv = [self.binary_path,
-                *args.argv(injected.checkpoint, injected.tokenizer, self.profile.console.encoding)]
+                *args.argv(injected.checkpoint, injected.tokenizer, self.profile.console.encoding, cli)]
         command = " ".join(quote_argument(self.profile, part) for part in argv)
         limit = timeout or run_timeout(injected.choice, args.steps, self.options.timeout_scale)
-        log.info(f"running llama98 in the guest ({args.steps} steps, timeout {limit:.0f} s)")
+        log.info(f"running {what} in the guest ({args.steps} steps, timeout {limit:.0f} s)")
         if self.profile.console.kind == "agent98":
             # agent98 kills a program after its own per-command timeout (3600 s by default): align it with ours.
             guest.run_checked(f"!timeout {int(limit) + 60}", 20)
         result = guest.run(command, limit)
         raw = result.output.encode(self.profile.console.encoding, errors="surrogateescape")
-        raw = raw if raw.endswith(b"\n") else raw + b"\n"
         if result.exit_code != 0:
             last = (result.output.strip().splitlines() or ["no output"])[-3:]
-            raise SessionError(f"llama98 failed in the guest with {describe_exit(result.exit_code)}: "
-                               f"{' | '.join(last)}", artifacts=self.artifacts)
+            raise SessionError(f"{what} failed in the guest with {describe_exit(result.exit_code)}: "
+                               f"{' | '.join(last)}", transcript=self.artifacts.serial_transcript,
+                               artifacts=self.artifacts)
+        return ProgramRun(command, result.exit_code, raw, result.seconds)
+
+    def run_foreign(self, injected: InjectedModel, args: PortArgs, timeout: float | None = None) -> ProgramRun:
+        """Run a llama2.c-style binary (llama2.c's flags only) and keep everything it printed for the judge."""
+        run = self._run_program(injected, args, "llama2c", timeout, "the program")
+        (self.artifacts.path / "output.txt").write_bytes(run.output)
+        if not run.output.strip():
+            raise SessionError("the program exited 0 but printed nothing", transcript=self.artifacts.serial_transcript,
+                               artifacts=self.artifacts)
+        return run
+
+    def run_port(self, injected: InjectedModel, args: PortArgs, timeout: float | None = None) -> PortRun:
+        """Run llama98 in the guest with `-r -` and parse what it printed."""
+        run = self._run_program(injected, args, "llama98", timeout, "llama98")
+        raw = run.output if run.output.endswith(b"\n") else run.output + b"\n"
         try:
             text, report = split_stdout(raw, source=f"guest output ({self.artifacts.serial_transcript})")
         except ReportError as error:
@@ -249,4 +276,4 @@ class Session(StartStop):
             text = text[: match.start() + (1 if match.group(0).startswith(b"\n") else 0)]
         (self.artifacts.path / "report.txt").write_bytes(raw[raw.rfind(b"llama98 report "):])
         (self.artifacts.path / "text.txt").write_bytes(text)
-        return PortRun(command, result.exit_code, text, report, result.seconds, tok_s_line)
+        return PortRun(run.command, run.exit_code, text, report, run.seconds, tok_s_line)

@@ -1,0 +1,106 @@
+"""Run a binary in a ready Session and judge it: the one place the CLI, the pytest plugin and bisect share.
+
+Two kinds of binary, one outcome:
+- `llama98` (our port): `-r -` gives every token id and the raw timer ticks, so the verdict is token-level
+  (harness/port/check.py) and tok/s is recomputed from the ticks;
+- `llama2c` (anyone's llama2.c-family build: llama2.c's `run`, Windows 98 forks, DOS ports): only llama2.c's flags,
+  the printed text is found among the program's chatter and judged text-level (harness/port/text_check.py), and
+  tok/s is the program's own `achieved tok/s` line.
+In both cases the harness also measures the guest wall time around the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.core.errors import UsageError
+from harness.oracle.generate import Oracle, clamp_args
+from harness.port.check import RunCheck, check_run
+from harness.port.models import ModelChoice
+from harness.port.report import Report
+from harness.port.text_check import TextVerdict, judge_text, program_tok_s
+from harness.run.session import InjectedModel, PortArgs, PortRun, ProgramRun, Session
+
+CLI_STYLES = ("llama98", "llama2c")
+PORT_MARKER = b"llama98 report "  # the report header only our port's binary contains
+
+
+def detect_cli(binary: Path) -> str:
+    """`llama98` when the binary carries our run report's header string, else `llama2c`: cheap and certain,
+    because only a build of our port can write that report."""
+    try:
+        data = binary.read_bytes()
+    except OSError as error:
+        raise UsageError(f"cannot read the binary {binary}: {error.strerror}") from None
+    return "llama98" if PORT_MARKER in data else "llama2c"
+
+
+def choose_cli(requested: str, binary: Path | None) -> str:
+    """The CLI style of a run: as asked, or detected from `binary` for `auto` (our own build is `llama98`)."""
+    if requested != "auto":
+        if requested not in CLI_STYLES:
+            raise UsageError(f"unknown --cli {requested!r}: choose llama98, llama2c or auto")
+        return requested
+    return detect_cli(binary) if binary is not None else "llama98"
+
+
+@dataclass
+class Outcome:
+    """A judged run: what a test asserts on and what the CLI prints.
+
+    `ok`, `verdict` (one line) and `level` ("token-level" or "text-level") say whether it was right; `text` is the
+    generated text (prompt echo included, as llama2.c prints it); `tok_s` the guest's tokens per second (from raw
+    timer ticks for our port, the program's own line otherwise; None when the program printed none);
+    `wall_seconds` the guest run time the harness measured around the command; `artifacts` the run's directory.
+    `run` and `report` are set for our port; `output` holds everything a foreign program printed.
+    """
+
+    cli: str
+    level: str
+    ok: bool
+    verdict: str
+    text: bytes
+    tok_s: float | None
+    wall_seconds: float
+    artifacts: Path
+    injected: InjectedModel
+    check: RunCheck | TextVerdict
+    run: PortRun | None = None
+    program: ProgramRun | None = None
+
+    @property
+    def report(self) -> Report | None:
+        return self.run.report if self.run is not None else None
+
+    @property
+    def output(self) -> bytes:
+        if self.program is not None:
+            return self.program.output
+        return self.run.text if self.run is not None else b""
+
+
+def judge_foreign(choice: ModelChoice, args: PortArgs, output: bytes) -> TextVerdict:
+    """Judge a llama2c-style program's whole output against the oracle for the same arguments."""
+    oracle = Oracle.load(choice.checkpoint, choice.tokenizer)
+    run_args = clamp_args(oracle.checkpoint.config.seq_len, args.temperature, args.topp, args.seed, args.steps,
+                          args.prompt)
+    return judge_text(oracle, run_args, output)
+
+
+def run_and_judge(session: Session, injected: InjectedModel, args: PortArgs, cli: str) -> Outcome:
+    """Run the session's binary with `args` in the guest and judge it at the level its kind allows."""
+    artifacts = session.artifacts.path
+    if cli == "llama98":
+        port_run = session.run_port(injected, args)
+        check = check_run(injected.choice, port_run.text, port_run.report)
+        outcome = Outcome("llama98", "token-level", check.ok, str(check), port_run.text,
+                          port_run.report.tok_per_s(), port_run.seconds, artifacts, injected, check, run=port_run)
+    else:
+        program = session.run_foreign(injected, args)
+        verdict = judge_foreign(injected.choice, args, program.output)
+        outcome = Outcome("llama2c", "text-level", verdict.ok, str(verdict), verdict.text,
+                          program_tok_s(program.output), program.seconds, artifacts, injected, verdict,
+                          program=program)
+    (artifacts / "verdict.txt").write_text(f"{outcome.level}: {outcome.verdict}\n", encoding="utf-8")
+    return outcome
