@@ -30,6 +30,7 @@ from harness.perf.measure import (
 )
 from harness.perf.results import read_result, record_run, summary, write_json
 from harness.port.build import build_port
+from harness.run.judged import choose_cli
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,14 @@ DEFAULT_REPEAT = 5
 
 
 def bench_model(name: str, mode: str, *, vm: str | None, profile: str, binary: Path | None, repeat: int,
-                icount_shift: int, timeout_scale: float) -> tuple[dict[str, object], str | None]:
-    """Measure one model in one mode; returns its figures and the guest profile used (None for host mode)."""
+                icount_shift: int, timeout_scale: float, cli: str = "llama98") -> tuple[dict[str, object], str | None]:
+    """Measure one model in one mode; returns its figures and the guest profile used (None for host mode).
+
+    A llama2c-style binary (`cli="llama2c"`) has no run report, so only wall mode applies to it: its own
+    `achieved tok/s` figure and the harness's wall time around each run."""
+    if cli == "llama2c" and mode != "wall":
+        raise UsageError(f"--mode {mode} needs our port's run report; a llama2c-style binary is measured with "
+                         f"--mode wall")
     load = workload(name)
     started = time.monotonic()
     if mode == "host":
@@ -51,16 +58,20 @@ def bench_model(name: str, mode: str, *, vm: str | None, profile: str, binary: P
         runs = run_in_guest(binary, load, vm=vm, profile=profile, icount_shift=icount_shift, runs=1,
                             timeout_scale=timeout_scale)
         run = runs[0]
+        assert run.report is not None  # our port's run (cli llama98), checked above
         return {"guest_ipt": run.guest_ipt(load.short_steps, load.long_steps), "icount_shift": icount_shift,
                 "tok_s": run.tok_s, "ticks": report_ticks(run.report), "timer": run.report.timer.source,
                 "hz": run.report.timer.hz, "tokens": len(run.report.tokens),
                 "positions": [load.short_steps, load.long_steps], "host_wall_s": run.host_seconds}, run.profile
     runs = run_in_guest(binary, load, vm=vm, profile=profile, runs=repeat, steps=WALL_STEPS[load.name],
-                        timeout_scale=timeout_scale)
-    return {"tok_s": summary([run.tok_s for run in runs]),
-            "host_wall_s": summary([run.host_seconds for run in runs]),
-            "timer": runs[0].report.timer.source, "hz": runs[0].report.timer.hz,
-            "tokens": len(runs[0].report.tokens), "repeat": repeat}, runs[0].profile
+                        timeout_scale=timeout_scale, cli=cli)
+    figures: dict[str, object] = {"tok_s": summary([run.tok_s for run in runs]),
+                                  "host_wall_s": summary([run.host_seconds for run in runs]), "repeat": repeat,
+                                  "cli": cli}
+    report = runs[0].report
+    if report is not None:
+        figures.update(timer=report.timer.source, hz=report.timer.hz, tokens=len(report.tokens))
+    return figures, runs[0].profile
 
 
 def _number(value: object) -> float:
@@ -91,6 +102,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     binary = Path(args.binary) if args.binary else None
     if binary is not None and not binary.is_file():
         raise UsageError(f"--binary {binary} does not exist")
+    cli = choose_cli(args.cli, binary)
     commit = git_commit(project_root()) or {"sha": "0" * 40, "subject": "(not a git checkout)", "date": "",
                                              "dirty": True}
     models: dict[str, dict[str, object]] = {}
@@ -99,7 +111,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         log.info(f"{name}: measuring in {args.mode} mode")
         figures, profile_used = bench_model(name, args.mode, vm=args.vm, profile=args.profile, binary=binary,
                                             repeat=args.repeat if args.mode == "wall" else 1,
-                                            icount_shift=args.icount_shift, timeout_scale=args.timeout_scale)
+                                            icount_shift=args.icount_shift, timeout_scale=args.timeout_scale,
+                                            cli=cli)
         models[name] = figures
         print(_line(name, args.mode, figures), flush=True)
     mode = "host-ipt" if args.mode == "host" else args.mode
@@ -144,6 +157,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="icount mode: guest time advances 2^N ns per instruction "
                              f"(default {DEFAULT_ICOUNT_SHIFT})")
     parser.add_argument("--binary", metavar="PATH", help="measure this prebuilt binary instead of building one")
+    parser.add_argument("--cli", choices=("auto", "llama98", "llama2c"), default="auto",
+                        help="command-line style of --binary (default: detected); llama2c-style binaries are "
+                             "measured in wall mode from their own 'achieved tok/s' line")
     parser.add_argument("--results", metavar="DIR", help="results directory (default: the harness cache's results/)")
     parser.add_argument("--json", metavar="OUT", help="also write this commit's results file here")
     parser.add_argument("--plot", metavar="OUT.png", help="draw the metric per commit from the results directory")

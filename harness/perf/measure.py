@@ -238,21 +238,25 @@ DEFAULT_ICOUNT_SHIFT = 1  # 2 ns of guest time per instruction; the same shift `
 
 @dataclass(frozen=True)
 class GuestRun:
-    """One run of the port in the guest: its parsed report and how long the host waited for it."""
+    """One run in the guest: our port's parsed report (None for a foreign program) and how long the host waited."""
 
-    report: Report
+    report: Report | None
     host_seconds: float
     profile: str
     icount_shift: int | None
+    program_tok_s: float | None = None  # a llama2c-style program's own `achieved tok/s` figure
 
     @property
     def tok_s(self) -> float:
-        value = self.report.tok_per_s()
+        """Tokens per second: from the report's raw timer ticks (our port) or the program's own line."""
+        value = self.report.tok_per_s() if self.report is not None else self.program_tok_s
         if value is None:
-            raise MeasureError("the guest run produced fewer than 2 tokens; tok/s is undefined")
+            raise MeasureError("the guest run gave no tok/s (fewer than 2 tokens, or no 'achieved tok/s' line)")
         return value
 
     def guest_ipt(self, short_steps: int, long_steps: int) -> float:
+        if self.report is None:
+            raise MeasureError("guest instructions per token need our port's run report")
         if self.icount_shift is None:
             raise MeasureError("guest instructions per token need an -icount run")
         return guest_ipt(self.report, self.icount_shift, short_steps, long_steps)
@@ -260,7 +264,7 @@ class GuestRun:
 
 def run_in_guest(binary: Path | None, load: Workload, *, vm: str | None = None, profile: str = "auto",
                  icount_shift: int | None = None, runs: int = 1, steps: int | None = None,
-                 artifacts: Path | None = None, timeout_scale: float = 1.0) -> list[GuestRun]:
+                 artifacts: Path | None = None, timeout_scale: float = 1.0, cli: str = "llama98") -> list[GuestRun]:
     """Boot the guest once, inject `binary` (None: build for the guest) and the workload, run it `runs` times.
 
     Each run is greedy (-t 0) for `steps` (default LONG) steps, so host-ipt and guest-ipt cover the same positions.
@@ -269,6 +273,7 @@ def run_in_guest(binary: Path | None, load: Workload, *, vm: str | None = None, 
     if steps < load.long_steps:
         raise UsageError(f"a guest run needs at least {load.long_steps} steps for {load.name}, got {steps}")
     from harness.port.models import ModelChoice
+    from harness.port.text_check import program_tok_s
     from harness.run.session import PortArgs, Session, SessionOptions
 
     options = SessionOptions(vm=vm, profile=profile, binary=binary, icount_shift=icount_shift,
@@ -277,6 +282,11 @@ def run_in_guest(binary: Path | None, load: Workload, *, vm: str | None = None, 
     with Session(options) as session:
         injected = session.inject_model(ModelChoice(load.model, load.tokenizer, load.name))
         for _ in range(runs):
+            if cli == "llama2c":  # a foreign program: only its own tok/s line and the harness's wall time
+                program = session.run_foreign(injected, PortArgs(temperature=0.0, steps=steps))
+                results.append(GuestRun(None, program.seconds, session.profile.name, icount_shift,
+                                        program_tok_s(program.output)))
+                continue
             run = session.run_port(injected, PortArgs(temperature=0.0, steps=steps))
             if len(run.report.tokens) < load.long_steps:  # the positions guest-ipt is measured over
                 raise MeasureError(f"the guest run stopped after {len(run.report.tokens)} of {steps} tokens",

@@ -29,9 +29,12 @@ def parse_threshold(text: str) -> float:
 
 
 def _cmd_bisect(args: argparse.Namespace) -> int:
+    if args.cli is None:
+        args.cli = "llama2c" if args.build else "llama98"
     outcome = bisect(Path(args.repo), args.good, args.bad, metric=args.metric, threshold=args.threshold,
                      model=args.model, out_dir=Path(args.out) if args.out else None, port_dir=args.port_dir,
-                     vm=args.vm, icount_shift=args.icount_shift, plot=not args.no_plot, use_cache=not args.fresh)
+                     vm=args.vm, icount_shift=args.icount_shift, plot=not args.no_plot, use_cache=not args.fresh,
+                     build_command=args.build, binary=args.binary, cli=args.cli)
     print_outcome(outcome, args.metric)
     return 0
 
@@ -57,6 +60,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--repo", default=".", metavar="PATH", help="the repository (default: the current one)")
     parser.add_argument("--model", default="260K", help="260K (default) or 15M-shape")
     parser.add_argument("--port-dir", default=DEFAULT_PORT_DIR, help="the port's directory inside the repository")
+    parser.add_argument("--build", metavar="CMD", default=None,
+                        help="a fork's own build command, run by sh at the top of each checkout (e.g. 'make run')")
+    parser.add_argument("--binary", metavar="PATH", default=None,
+                        help="with --build: the binary it produces, relative to the checkout (e.g. run)")
+    parser.add_argument("--cli", choices=("llama98", "llama2c"), default=None,
+                        help="command-line style of the measured binary (default: llama2c with --build, else "
+                             "llama98)")
     parser.add_argument("--out", metavar="DIR", help="run directory for bisect.json, bisect.png and logs "
                                                      "(default: a new directory in the harness cache)")
     parser.add_argument("--vm", metavar="IMAGE", default=None, help="guest for guest-ipt/tok_s (default tiny686)")

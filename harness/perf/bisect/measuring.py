@@ -8,11 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import statistics
 from pathlib import Path
 
+from harness.core.hashing import file_sha256
 from harness.core.logs import quiet
 from harness.core.paths import cache_dir
+from harness.core.proc import run
 from harness.perf.bisect.git import git, subject_of
 from harness.perf.bisect.state import (
     TOK_S_FIRST_SAMPLES,
@@ -30,7 +33,8 @@ from harness.perf.measure import (
     run_in_guest,
 )
 from harness.perf.measure import workload as named_workload
-from harness.port.build import PortBuildError, build_key, build_port
+from harness.port.build import BUILD_TIMEOUT_S, PortBuildError, build_key, build_port
+from harness.run.session import SessionError
 
 # --- measuring one commit ----------------------------------------------------------------------------------------
 
@@ -73,7 +77,7 @@ def _deterministic(state: BisectState, binary: Path, key: str, load: Workload) -
 def _tok_s_samples(state: BisectState, binary: Path, load: Workload, runs: int) -> list[float]:
     with quiet():
         return [run.tok_s for run in run_in_guest(binary, load, vm=state.vm, runs=runs,
-                                                  steps=WALL_STEPS[load.name])]
+                                                  steps=WALL_STEPS[load.name], cli=state.cli)]
 
 
 def tok_s_decision(good: list[float], samples: list[float], threshold: float) -> str | None:
@@ -115,18 +119,41 @@ def build_target(state: BisectState) -> str:
     return port_target(load_profile(detect_profile(Path(state.vm))))
 
 
+def build_fork(state: BisectState, checkout: Path, sha: str) -> tuple[Path, str]:
+    """Run the fork's own build command in the checkout and keep the binary it leaves (and its sha256 as key)."""
+    assert state.build_command is not None and state.binary_path is not None and state.binaries_dir is not None
+    run(["sh", "-c", state.build_command], what=f"the build command {state.build_command!r}", cwd=checkout,
+        timeout=BUILD_TIMEOUT_S, error=PortBuildError)
+    built = checkout / state.binary_path
+    if not built.is_file():
+        raise PortBuildError(f"the build command left no binary at {state.binary_path}")
+    kept = Path(state.binaries_dir) / f"{sha[:12]}-{built.name}"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(built, kept)
+    kept.chmod(0o755)
+    return kept, file_sha256(kept)
+
+
+def build_commit(state: BisectState, checkout: Path, sha: str) -> tuple[Path, str]:
+    """The binary measured at this commit and its cache key: the fork's build, or our port's."""
+    if state.build_command is not None:
+        return build_fork(state, checkout, sha)
+    src = checkout / state.port_dir
+    target = build_target(state)
+    return build_port(target, src_dir=src), build_key(target, src)
+
+
 def measure_checkout(state: BisectState, checkout: Path, role: str) -> Measurement:
-    """Build the port of the commit checked out at `checkout` and measure it (or say why it is skipped)."""
+    """Build the commit checked out at `checkout` and measure it (or say why it is skipped)."""
     sha = git(checkout, "rev-parse", "HEAD")
     subject = subject_of(checkout, sha)
     load = named_workload(state.workload, state.short_steps, state.long_steps)
-    src = checkout / state.port_dir
-    target = build_target(state)
     try:
-        binary = build_port(target, src_dir=src)
-        key = build_key(target, src)
+        binary, key = build_commit(state, checkout, sha)
     except PortBuildError as error:
         return Measurement(sha, subject, "skip", error=f"does not build: {error}", role=role)
+    if role == "baseline":
+        state.good_binary = str(binary)
     try:
         if state.metric == "tok_s":
             if role == "baseline":
@@ -135,7 +162,7 @@ def measure_checkout(state: BisectState, checkout: Path, role: str) -> Measureme
             verdict, samples = _tok_s_verdict(state, binary, load)
             return Measurement(sha, subject, verdict, statistics.median(samples), samples, role=role)
         value, cached = _deterministic(state, binary, key, load)
-    except MeasureError as error:
+    except (MeasureError, SessionError) as error:
         return Measurement(sha, subject, "skip", error=f"port failed: {error}", role=role)
     if role == "baseline":
         return Measurement(sha, subject, "baseline", value, [value], cached, role=role)

@@ -25,7 +25,7 @@ from harness.perf.bisect.git import (
     subject_of,
     succeeds,
 )
-from harness.perf.bisect.measuring import build_target, measure_checkout
+from harness.perf.bisect.measuring import measure_checkout
 from harness.perf.bisect.output import (
     _say,
     format_value,
@@ -50,7 +50,6 @@ from harness.perf.measure import (
     DEFAULT_ICOUNT_SHIFT,
 )
 from harness.perf.measure import workload as named_workload
-from harness.port.build import build_port
 
 # --- the bisection -------------------------------------------------------------------------------------------------
 
@@ -137,10 +136,20 @@ def _first_bad(clone: Path, log_text: str) -> str:
 def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", threshold: float = 0.05,
            model: str = "260K", out_dir: Path | None = None, port_dir: str = DEFAULT_PORT_DIR,
            vm: str | None = None, icount_shift: int = DEFAULT_ICOUNT_SHIFT, plot: bool = True,
-           use_cache: bool = True) -> BisectOutcome:
-    """Bisect good..bad in `repo` for a slowdown of more than `threshold` in `metric` (see the module docstring)."""
+           use_cache: bool = True, build_command: str | None = None, binary: str | None = None,
+           cli: str = "llama98") -> BisectOutcome:
+    """Bisect good..bad in `repo` for a slowdown of more than `threshold` in `metric` (see the module docstring).
+
+    With `build_command` and `binary` the repository is a fork with its own build (`make run`, producing `run`):
+    each step runs that command in the checkout and measures the binary it leaves, run with llama2.c's flags
+    when `cli` is llama2c (then only `tok_s`, the program's own figure, can be measured)."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}: choose from {', '.join(METRICS)}")
+    if (build_command is None) != (binary is None):
+        raise UsageError("--build and --binary go together: the fork's build command and the binary it produces")
+    if cli == "llama2c" and metric != "tok_s":
+        raise UsageError(f"--metric {metric} needs our port's run report; a llama2c-style binary is bisected "
+                         f"with --metric tok_s")
     if not 0 < threshold < 10:
         raise UsageError(f"--threshold must be a positive fraction (e.g. 5%), got {threshold}")
     repo = repo_toplevel(repo)
@@ -151,7 +160,7 @@ def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", thresho
     if not succeeds(repo, "merge-base", "--is-ancestor", good_sha, bad_sha):
         raise UsageError(f"--good {good} is not an ancestor of --bad {bad}")
     for sha, what in ((good_sha, "--good"), (bad_sha, "--bad")):
-        if not succeeds(repo, "cat-file", "-e", f"{sha}:{port_dir}/gcc.mk"):
+        if build_command is None and not succeeds(repo, "cat-file", "-e", f"{sha}:{port_dir}/gcc.mk"):
             raise UsageError(f"{what} {sha[:12]} has no {port_dir}/gcc.mk: is --repo the llama98-harness repository?")
     load = named_workload(model)  # fail early on a missing fixture
     lines = git(repo, "log", "--reverse", "--format=%H %s", f"{good_sha}..{bad_sha}").splitlines()
@@ -163,7 +172,8 @@ def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", thresho
     for stale in (log_path, git_log):
         stale.unlink(missing_ok=True)
     state = BisectState(metric, threshold, load.name, load.short_steps, load.long_steps, port_dir, str(log_path),
-                        len(commits), vm, icount_shift, use_cache=use_cache)
+                        len(commits), vm, icount_shift, use_cache=use_cache, build_command=build_command,
+                        binary_path=binary, cli=cli, binaries_dir=str(run_dir / "binaries"))
     _say(f"bisecting {len(commits)} commits after {good_sha[:7]} up to {bad_sha[:7]} for a slowdown of more than "
          f"{threshold * 100:g}% in {metric} ({load.name}, positions {load.short_steps}-{load.long_steps}); "
          f"run directory: {run_dir}")
@@ -178,9 +188,7 @@ def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", thresho
             raise BisectError(f"cannot measure --good {good_sha[:12]}: {baseline.error}")
         _say(result_line(state, baseline))
         state.baseline, state.baseline_samples = baseline.value, list(baseline.samples)
-        if metric == "tok_s":
-            state.good_binary = str(build_port(build_target(state), src_dir=clone / port_dir))
-        state.save(state_path)
+        state.save(state_path)  # measure_checkout kept --good's binary for re-sampling tok/s
         git(clone, "bisect", "start", bad_sha, good_sha)
         step_budget = STEP_TIMEOUT_S * (max_steps(len(commits), 3) + 2)
         code = _run_git_bisect(clone, state_path, git_log, step_budget)

@@ -66,6 +66,12 @@ class BisectState:
     baseline_samples: list[float] = field(default_factory=list)
     good_binary: str | None = None
     use_cache: bool = True
+    # A fork's own build instead of ours: the shell command run at the top of each checkout, the path of the
+    # binary it leaves (relative to the checkout), and the binary's command-line style (llama98 or llama2c).
+    build_command: str | None = None
+    binary_path: str | None = None
+    cli: str = "llama98"
+    binaries_dir: str | None = None  # where each measured build is kept (the clone's tree changes every step)
     version: int = STATE_VERSION
 
     def save(self, path: Path) -> None:
