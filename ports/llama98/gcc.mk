@@ -40,7 +40,7 @@ $(error unknown TARGET '$(TARGET)': use native, native-asan or tiny686)
 endif
 
 OUT ?= llama98
-NAMES = llama98 model tokenizer sampler timer u64 util
+NAMES = llama98 model tokenizer sampler timer u64 util crc32
 OBJS = $(addsuffix .o,$(NAMES))
 HEADERS = $(wildcard $(SRC)/*.h)
 CFLAGS = $(STRICT) $(ARCH) $(OPT)

@@ -20,7 +20,7 @@ TARGET = -bt=nt -6r -fp6 -ox -s
 CFLAGS = $(TARGET) $(WARN) -i=$(SRC)
 STRICT = -za
 
-OBJS = llama98.obj model.obj tokenizer.obj sampler.obj timer.obj u64.obj util.obj
+OBJS = llama98.obj model.obj tokenizer.obj sampler.obj timer.obj u64.obj util.obj crc32.obj
 
 all: llama98.exe .SYMBOLIC
 
@@ -46,6 +46,9 @@ u64.obj: $(SRC)/u64.c
 	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
 
 util.obj: $(SRC)/util.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+crc32.obj: $(SRC)/crc32.c
 	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
 
 clean: .SYMBOLIC
