@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.plot",
     "harness.audit",
     "harness.prepare_image",
+    "harness.port.quantize",
 )
 
 

@@ -8,6 +8,8 @@ products and keeps the oracle from ever being the slow part of a run).
 Element-wise steps follow llama2.c's float32 operation order (RMSnorm eps 1e-5, RoPE angles from powf/cosf/sinf
 rounded to float32, SiLU as x * (1 / (1 + exp(-x)))). Matrix products use BLAS, whose summation order differs
 from a scalar loop in the last bits; verify's tolerance exists for exactly that (and for x87 vs SSE).
+Quantized weights (Q8_0, ternary) go through quant.linear(), whose integer sums are exact and whose float
+scaling follows runq's order.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.oracle.checkpoint import Checkpoint, ModelConfig
+from harness.oracle.quant import linear
 
 RMS_EPS = np.float32(1e-5)
 ROPE_THETA = 10000.0
@@ -135,9 +138,9 @@ class Transformer:
         x = np.array(w.token_embedding[tokens], dtype=np.float32)
         for layer in range(c.n_layers):
             xb = rmsnorm(x, w.rms_att[layer])
-            q = (xb @ w.wq[layer].T).reshape(count, n_heads, head_size)
-            k = (xb @ w.wk[layer].T).reshape(count, n_kv, head_size)
-            v = xb @ w.wv[layer].T
+            q = linear(xb, w.wq[layer]).reshape(count, n_heads, head_size)
+            k = linear(xb, w.wk[layer]).reshape(count, n_kv, head_size)
+            v = linear(xb, w.wv[layer])
             q = apply_rope(q, cos, sin)
             k = apply_rope(k, cos, sin)
             cache.keys[layer, start:end] = k.reshape(count, c.kv_dim)
@@ -155,14 +158,22 @@ class Transformer:
             attention = softmax_rows(scores)
             heads = attention @ values  # (H, T, hs)
             xb = heads.transpose(1, 0, 2).reshape(count, c.dim)
-            x = x + xb @ w.wo[layer].T
+            if w.sub_att is not None:
+                xb = rmsnorm(xb, w.sub_att[layer])
+            x = x + linear(xb, w.wo[layer])
 
             xb = rmsnorm(x, w.rms_ffn[layer])
-            hb = xb @ w.w1[layer].T
-            hb2 = xb @ w.w3[layer].T
-            hb = hb * (np.float32(1.0) / (np.float32(1.0) + np.exp(-hb)))
+            hb = linear(xb, w.w1[layer])
+            hb2 = linear(xb, w.w3[layer])
+            if c.ffn == "relu2":
+                hb = np.maximum(hb, np.float32(0.0))
+                hb = hb * hb
+            else:
+                hb = hb * (np.float32(1.0) / (np.float32(1.0) + np.exp(-hb)))
             hb = hb * hb2
-            x = x + hb @ w.w2[layer].T
+            if w.sub_ffn is not None:
+                hb = rmsnorm(hb, w.sub_ffn[layer])
+            x = x + linear(hb, w.w2[layer])
 
         x = rmsnorm(x, w.rms_final)
-        return x @ w.classifier.T
+        return linear(x, w.classifier)

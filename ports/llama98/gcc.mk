@@ -14,6 +14,8 @@
 # x87 target: with -std=c89 GCC otherwise spills every float to memory to
 # round it, which costs a third of the instructions per token.  sampler.c
 # keeps strict rounding because sampling decisions compare float sums.
+# LLAMA98_FLOAT_LIBM: glibc has expf/cosf/sinf/powf, use them as llama2.c
+# does (fmath.h says why).
 
 SRC ?= $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 TARGET ?= native
@@ -40,10 +42,10 @@ $(error unknown TARGET '$(TARGET)': use native, native-asan or tiny686)
 endif
 
 OUT ?= llama98
-NAMES = llama98 model tokenizer sampler timer u64 util crc32
+NAMES = llama98 model tokenizer sampler timer u64 util crc32 qdot
 OBJS = $(addsuffix .o,$(NAMES))
 HEADERS = $(wildcard $(SRC)/*.h)
-CFLAGS = $(STRICT) $(ARCH) $(OPT)
+CFLAGS = $(STRICT) $(ARCH) $(OPT) -DLLAMA98_FLOAT_LIBM
 
 all: $(OUT)
 

@@ -25,7 +25,7 @@ LDFLAGS = -static-libgcc -mconsole \
 	-Wl,--major-os-version,4,--minor-os-version,0
 
 OUT ?= llama98.exe
-NAMES = llama98 model tokenizer sampler timer u64 util crc32
+NAMES = llama98 model tokenizer sampler timer u64 util crc32 qdot
 OBJS = $(addsuffix .o,$(NAMES))
 HEADERS = $(wildcard $(SRC)/*.h)
 CFLAGS = $(STRICT) $(ARCH) $(OPT) $(DEFS)

@@ -1,0 +1,1 @@
+"""The llama98 port's host-side tools: building, model files, quantization."""

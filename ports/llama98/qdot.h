@@ -1,0 +1,22 @@
+/* qdot.h - integer dot products of the quantized matmuls.
+ *
+ * Two implementations with one interface, chosen at build time: qdot.c
+ * (portable C89) and qdot_mmx.c (MMX: pmaddwd on int16 lanes, for the
+ * Pentium MMX and Pentium II).  Both return the exact integer sum, so the
+ * output of the port does not depend on which one was built in.
+ */
+#ifndef LLAMA98_QDOT_H
+#define LLAMA98_QDOT_H
+
+/* sum of a[i] * b[i] for i < n (any n >= 1); |sum| < 2^31. */
+long qdot_i8(const signed char *a, const signed char *b, int n);
+
+/* sum of x[i] * t[i] for i < n (n a multiple of 4), where t[i] is the
+ * ternary weight in packed (4 per byte, FORMATS.md): code 0 -> 0,
+ * 1 -> +1, 2 -> -1 (3 never reaches here: the loader refuses it). */
+long qdot_t2(const signed char *x, const unsigned char *packed, int n);
+
+/* "c89" or "mmx": which implementation this build has (for -r reports). */
+const char *qdot_kernel(void);
+
+#endif
