@@ -9,13 +9,17 @@ Element-wise steps follow llama2.c's float32 operation order (RMSnorm eps 1e-5, 
 rounded to float32, SiLU as x * (1 / (1 + exp(-x)))). Matrix products use BLAS, whose summation order differs
 from a scalar loop in the last bits; verify's tolerance exists for exactly that (and for x87 vs SSE).
 Quantized weights (Q8_0, ternary) go through quant.linear(), whose integer sums are exact and whose float
-scaling follows runq's order.
+scaling follows runq's order. Their activations are quantized, so a last-bit difference anywhere can flip an int8
+rounding and change a token: for them every float step is exact too (`exact`): attention scores and weighted
+sums accumulate strictly in the port's order instead of through BLAS, and exp/cos/sin/pow are the C library's
+float functions (floatlib), so the oracle's logits are the native port's (and runq's) bit for bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from harness.oracle import floatlib
 from harness.oracle.checkpoint import Checkpoint, ModelConfig
 from harness.oracle.quant import linear
 
@@ -58,6 +62,38 @@ def rope_tables(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
     angles = positions[:, None] * freqs[None, :]
     angles64 = angles.astype(np.float64)
     return np.cos(angles64).astype(np.float32), np.sin(angles64).astype(np.float32)
+
+
+def exact_rope_tables(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """rope_tables() with the C library's powf, cosf and sinf (the port's native build calls them)."""
+    head_size = config.head_size
+    exponents = np.arange(0, head_size, 2, dtype=np.float32) / np.float32(head_size)
+    freqs = np.float32(1.0) / floatlib.powf(np.float32(10000.0), exponents)
+    angles = np.arange(config.seq_len, dtype=np.float32)[:, None] * freqs[None, :]
+    return floatlib.cosf(angles), floatlib.sinf(angles)
+
+
+def exact_softmax_rows(scores: np.ndarray) -> np.ndarray:
+    """softmax_rows() in llama2.c's order: C expf, a strictly sequential float32 sum, then division."""
+    exps = floatlib.expf(scores - scores.max(axis=-1, keepdims=True))
+    total = np.add.accumulate(exps, axis=-1, dtype=np.float32)[..., -1:]
+    return exps / total
+
+
+def exact_attention(q: np.ndarray, keys: np.ndarray, values: np.ndarray, masked: np.ndarray,
+                    sqrt_head_size: np.float32) -> np.ndarray:
+    """Attention of q (H, T, hs) over keys (H, hs, S) and values (H, S, hs), summed in the port's order:
+    each score over head dimensions one by one, each output over positions one by one."""
+    scores = np.zeros((q.shape[0], q.shape[1], keys.shape[2]), dtype=np.float32)
+    for i in range(q.shape[2]):
+        scores = scores + q[:, :, i, None] * keys[:, i, None, :]
+    scores = scores / sqrt_head_size
+    scores[:, masked] = -np.inf
+    attention = exact_softmax_rows(scores)
+    heads = np.zeros(q.shape, dtype=np.float32)
+    for t in range(keys.shape[2]):
+        heads = heads + attention[:, :, t, None] * values[:, None, t, :]
+    return heads
 
 
 def rmsnorm(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -103,7 +139,8 @@ class Transformer:
         self.checkpoint = checkpoint
         self.config = checkpoint.config
         self.weights = checkpoint.weights
-        self.rope_cos, self.rope_sin = rope_tables(self.config)
+        self.exact = self.config.weight_type != "fp32"
+        self.rope_cos, self.rope_sin = (exact_rope_tables if self.exact else rope_tables)(self.config)
         limit_blas_threads()
 
     def new_cache(self) -> KVCache:
@@ -153,10 +190,13 @@ class Transformer:
                 keys = np.repeat(keys, kv_mul, axis=0)
                 values = np.repeat(values, kv_mul, axis=0)
             keys, values = np.ascontiguousarray(keys), np.ascontiguousarray(values)
-            scores = (np.ascontiguousarray(q.transpose(1, 0, 2)) @ keys) / inv_sqrt  # (H, T, S)
-            scores[:, masked] = -np.inf
-            attention = softmax_rows(scores)
-            heads = attention @ values  # (H, T, hs)
+            if self.exact:
+                heads = exact_attention(np.ascontiguousarray(q.transpose(1, 0, 2)), keys, values, masked, inv_sqrt)
+            else:
+                scores = (np.ascontiguousarray(q.transpose(1, 0, 2)) @ keys) / inv_sqrt  # (H, T, S)
+                scores[:, masked] = -np.inf
+                attention = softmax_rows(scores)
+                heads = attention @ values  # (H, T, hs)
             xb = heads.transpose(1, 0, 2).reshape(count, c.dim)
             if w.sub_att is not None:
                 xb = rmsnorm(xb, w.sub_att[layer])
@@ -168,6 +208,8 @@ class Transformer:
             if c.ffn == "relu2":
                 hb = np.maximum(hb, np.float32(0.0))
                 hb = hb * hb
+            elif self.exact:
+                hb = hb * (np.float32(1.0) / (np.float32(1.0) + floatlib.expf(-hb)))
             else:
                 hb = hb * (np.float32(1.0) / (np.float32(1.0) + np.exp(-hb)))
             hb = hb * hb2
