@@ -169,19 +169,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--to", choices=QUANT_TYPES, required=True, help="the weight format")
     parser.add_argument("--group-size", type=int, default=None,
                         help="Q8_0 group size (default: the largest up to 64 dividing dim and hidden_dim)")
-    parser.add_argument("--classifier", choices=("fp32", "int8"), default="fp32",
-                        help="ternary: keep the classifier float32 (default) or store it int8 (one scale per row)")
+    parser.add_argument("--classifier", choices=("fp32", "int8"), default="int8",
+                        help="ternary: store the classifier int8, one scale per row (default), or keep it float32")
     parser.set_defaults(func=_cmd_quantize)
 
 
-def cached_quantized(src: Path, to: str, int8_classifier: bool = False) -> Path:
-    """`src` (a float32 checkpoint) quantized to `to`, built once into cache_dir("models") beside the generated
-    models; the name carries the source's size and mtime, so a changed source is quantized again."""
+def cached_quantized(src: Path, to: str, int8_classifier: bool = True) -> Path:
+    """`src` (a float32 checkpoint) quantized to `to` (ternary with the int8 classifier unless told otherwise),
+    built once into cache_dir("models") beside the generated models; the name carries the source's size and
+    mtime, so a changed source is quantized again."""
     from harness.paths import cache_dir
 
     if to not in QUANT_TYPES:
         raise UsageError(f"unknown quantization {to!r}: choose one of {', '.join(QUANT_TYPES)}")
     stat = src.stat()
+    int8_classifier = int8_classifier and to == "ternary"
     suffix = "-cls8" if int8_classifier else ""
     path = cache_dir("models") / f"{src.stem}-{stat.st_size}-{int(stat.st_mtime)}-{to}{suffix}.bin"
     if not path.is_file():
