@@ -43,6 +43,9 @@ TARGETS: dict[str, TargetSpec] = {
     "native": TargetSpec("gcc.mk", ("TARGET=native",), "gcc", "llama98", "apt-get install gcc"),
     "native-asan": TargetSpec("gcc.mk", ("TARGET=native-asan",), "gcc", "llama98", "apt-get install gcc"),
     "tiny686": TargetSpec("gcc.mk", ("TARGET=tiny686",), "gcc", "llama98", "apt-get install gcc-multilib"),
+    # the guest build with the portable C dot products instead of MMX (tests equal output; what a P5 would run)
+    "tiny686-c": TargetSpec("gcc.mk", ("TARGET=tiny686", "QDOT=c"), "gcc", "llama98",
+                            "apt-get install gcc-multilib"),
     "win32": TargetSpec(
         "mingw.mk", (), "i686-w64-mingw32-gcc", "llama98.exe", "apt-get install gcc-mingw-w64-i686"
     ),

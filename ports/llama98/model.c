@@ -426,6 +426,7 @@ static void alloc_state(Model *m)
     s->rope_sin = alloc_floats(half, "RoPE tables");
     s->aq = (signed char *)xmalloc(widest, "activations");
     s->as = alloc_floats(widest, "activations");
+    s->a16 = (short *)xmalloc((double)widest * sizeof(short), "activations");
     /* llama2.c: freq = 1.0f / powf(10000.0f, head_dim / (float)head_size),
      * each step rounded to float as IEEE single arithmetic would. */
     for (i = 0; i < half; i++) {
@@ -559,6 +560,7 @@ void model_free(Model *m)
     free(s->rope_sin);
     free(s->aq);
     free(s->as);
+    free(s->a16);
     free(m->data);
     free(m->floats);
     free(m->bytes);
@@ -652,9 +654,18 @@ static void quantize(signed char *q, float *s, const float *x, int n, int group)
     }
 }
 
+/* The quantized activation widened to int16 once per matrix (qdot.h). */
+static void widen(short *x16, const signed char *xq, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        x16[i] = xq[i];
+    }
+}
+
 /* runq's matmul: an exact integer sum per group, then
  * val += ((float)sum * w_scale) * x_scale, group after group. */
-static void matmul_q8(float *xout, const signed char *xq, const float *xs, const Tensor *w, int n, int d)
+static void matmul_q8(float *xout, const short *xq, const float *xs, const Tensor *w, int n, int d)
 {
     int i, j, gs = w->group;
     const signed char *row = w->q;
@@ -672,7 +683,7 @@ static void matmul_q8(float *xout, const signed char *xq, const float *xs, const
 
 /* Ternary (BitNet b1.58): the activation is one int8 group (absmax per
  * token), each row an exact integer sum, then ((float)sum * mean|W|) * x_scale. */
-static void matmul_ternary(float *xout, const signed char *xq, float xs, const Tensor *w, int n, int d)
+static void matmul_ternary(float *xout, const short *xq, float xs, const Tensor *w, int n, int d)
 {
     int i;
     const unsigned char *row = w->packed;
@@ -691,10 +702,12 @@ static void linear(RunState *s, float *xout, const float *x, const Tensor *w, in
         matmul(xout, x, w->f, n, d);
     } else if (w->type == WT_Q8_0) {
         quantize(s->aq, s->as, x, n, w->group);
-        matmul_q8(xout, s->aq, s->as, w, n, d);
+        widen(s->a16, s->aq, n);
+        matmul_q8(xout, s->a16, s->as, w, n, d);
     } else {
         quantize(s->aq, s->as, x, n, n);
-        matmul_ternary(xout, s->aq, s->as[0], w, n, d);
+        widen(s->a16, s->aq, n);
+        matmul_ternary(xout, s->a16, s->as[0], w, n, d);
     }
 }
 

@@ -70,6 +70,7 @@ typedef struct {
     float *rope_sin;
     signed char *aq;     /* quantized activation (max(dim, hidden)) */
     float *as;           /* its scales */
+    short *a16;          /* aq widened to int16, for qdot.h */
     float sqrt_head_size;
 } RunState;
 

@@ -1,7 +1,7 @@
 /* qdot.c - the portable C89 integer dot products (see qdot.h). */
 #include "qdot.h"
 
-long qdot_i8(const signed char *a, const signed char *b, int n)
+long qdot_i8(const short *a, const signed char *b, int n)
 {
     long sum = 0;
     int j;
@@ -16,7 +16,7 @@ long qdot_i8(const signed char *a, const signed char *b, int n)
 }
 
 /* Each code is a sign: add the activation for +1, subtract it for -1. */
-long qdot_t2(const signed char *x, const unsigned char *packed, int n)
+long qdot_t2(const short *x, const unsigned char *packed, int n)
 {
     long plus = 0, minus = 0;
     int j;

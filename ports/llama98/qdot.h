@@ -8,13 +8,15 @@
 #ifndef LLAMA98_QDOT_H
 #define LLAMA98_QDOT_H
 
-/* sum of a[i] * b[i] for i < n (any n >= 1); |sum| < 2^31. */
-long qdot_i8(const signed char *a, const signed char *b, int n);
+/* sum of x[i] * w[i] for i < n (any n >= 1): x the int8 activations
+ * widened to int16 (once per matrix: MMX multiplies int16 lanes), w the
+ * int8 weights of one row; |sum| < 2^31. */
+long qdot_i8(const short *x, const signed char *w, int n);
 
 /* sum of x[i] * t[i] for i < n (n a multiple of 4), where t[i] is the
  * ternary weight in packed (4 per byte, FORMATS.md): code 0 -> 0,
  * 1 -> +1, 2 -> -1 (3 never reaches here: the loader refuses it). */
-long qdot_t2(const signed char *x, const unsigned char *packed, int n);
+long qdot_t2(const short *x, const unsigned char *packed, int n);
 
 /* "c89" or "mmx": which implementation this build has (for -r reports). */
 const char *qdot_kernel(void);
