@@ -213,7 +213,7 @@ def _quiet(message: str) -> None:
 
 
 def _tok_s_samples(state: BisectState, binary: Path, load: Workload, runs: int) -> list[float]:
-    return [run.tok_s for run in run_in_guest(binary, load, vm=state.vm, runs=runs, steps=WALL_STEPS[load.name],
+    return [run.tok_s for run in run_in_guest(binary, load, vm=state.vm, runs=runs, steps=WALL_STEPS[load.name.split(":")[0]],
                                               progress=_quiet)]
 
 

@@ -427,6 +427,7 @@ static void alloc_state(Model *m)
     s->aq = (signed char *)xmalloc(widest, "activations");
     s->as = alloc_floats(widest, "activations");
     s->a16 = (short *)xmalloc((double)widest * sizeof(short), "activations");
+    s->sums = (long *)xmalloc((double)widest * sizeof(long), "activations");
     /* llama2.c: freq = 1.0f / powf(10000.0f, head_dim / (float)head_size),
      * each step rounded to float as IEEE single arithmetic would. */
     for (i = 0; i < half; i++) {
@@ -561,6 +562,7 @@ void model_free(Model *m)
     free(s->aq);
     free(s->as);
     free(s->a16);
+    free(s->sums);
     free(m->data);
     free(m->floats);
     free(m->bytes);
@@ -665,19 +667,21 @@ static void widen(short *x16, const signed char *xq, int n)
 
 /* runq's matmul: an exact integer sum per group, then
  * val += ((float)sum * w_scale) * x_scale, group after group. */
-static void matmul_q8(float *xout, const short *xq, const float *xs, const Tensor *w, int n, int d)
+static void matmul_q8(float *xout, const short *xq, const float *xs, const Tensor *w, int n, int d,
+                      long *sums)
 {
-    int i, j, gs = w->group;
+    int i, g, groups = n / w->group;
     const signed char *row = w->q;
     const float *ws = w->s;
     for (i = 0; i < d; i++) {
         float val = 0.0f;
-        for (j = 0; j < n; j += gs) {
-            long ival = qdot_i8(xq + j, row + j, gs);
-            val += ((float)ival * *ws++) * xs[j / gs];
+        qdot_i8_groups(xq, row, n, w->group, sums);
+        for (g = 0; g < groups; g++) {
+            val += ((float)sums[g] * ws[g]) * xs[g];
         }
         xout[i] = val;
         row += n;
+        ws += groups;
     }
 }
 
@@ -703,7 +707,7 @@ static void linear(RunState *s, float *xout, const float *x, const Tensor *w, in
     } else if (w->type == WT_Q8_0) {
         quantize(s->aq, s->as, x, n, w->group);
         widen(s->a16, s->aq, n);
-        matmul_q8(xout, s->a16, s->as, w, n, d);
+        matmul_q8(xout, s->a16, s->as, w, n, d, s->sums);
     } else {
         quantize(s->aq, s->as, x, n, n);
         widen(s->a16, s->aq, n);

@@ -71,6 +71,7 @@ typedef struct {
     signed char *aq;     /* quantized activation (max(dim, hidden)) */
     float *as;           /* its scales */
     short *a16;          /* aq widened to int16, for qdot.h */
+    long *sums;          /* one row's integer group sums */
     float sqrt_head_size;
 } RunState;
 

@@ -1,18 +1,22 @@
 /* qdot.c - the portable C89 integer dot products (see qdot.h). */
 #include "qdot.h"
 
-long qdot_i8(const short *a, const signed char *b, int n)
+void qdot_i8_groups(const short *x, const signed char *w, int n, int group, long *sums)
 {
-    long sum = 0;
-    int j;
-    for (j = 0; j + 4 <= n; j += 4) {
-        sum += (long)a[j] * b[j] + (long)a[j + 1] * b[j + 1] +
-               (long)a[j + 2] * b[j + 2] + (long)a[j + 3] * b[j + 3];
+    int g, j;
+    for (g = 0; g < n; g += group) {
+        const short *a = x + g;
+        const signed char *b = w + g;
+        long sum = 0;
+        for (j = 0; j + 4 <= group; j += 4) {
+            sum += (long)a[j] * b[j] + (long)a[j + 1] * b[j + 1] +
+                   (long)a[j + 2] * b[j + 2] + (long)a[j + 3] * b[j + 3];
+        }
+        for (; j < group; j++) {
+            sum += (long)a[j] * b[j];
+        }
+        *sums++ = sum;
     }
-    for (; j < n; j++) {
-        sum += (long)a[j] * b[j];
-    }
-    return sum;
 }
 
 /* Each code is a sign: add the activation for +1, subtract it for -1. */

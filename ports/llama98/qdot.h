@@ -8,10 +8,11 @@
 #ifndef LLAMA98_QDOT_H
 #define LLAMA98_QDOT_H
 
-/* sum of x[i] * w[i] for i < n (any n >= 1): x the int8 activations
+/* sums[g] = sum of x[i] * w[i] over group g (i from g * group, group
+ * values) for the n / group groups of one row: x the int8 activations
  * widened to int16 (once per matrix: MMX multiplies int16 lanes), w the
- * int8 weights of one row; |sum| < 2^31. */
-long qdot_i8(const short *x, const signed char *w, int n);
+ * row's int8 weights (|w| <= 128); each |sum| < 2^31. */
+void qdot_i8_groups(const short *x, const signed char *w, int n, int group, long *sums);
 
 /* sum of x[i] * t[i] for i < n (n a multiple of 4), where t[i] is the
  * ternary weight in packed (4 per byte, FORMATS.md): code 0 -> 0,

@@ -3,15 +3,14 @@
  * makefile is given QDOT=mmx (gcc.mk tiny686, mingw.mk and watcom.mk do).
  *
  * The activations arrive widened to int16 (once per matrix, in model.c),
- * so each row only widens its own int8 weights: 8 weights per step are
- * sign-extended into two registers of four int16 (punpck[lh]bw with
- * themselves, then psraw 8) and multiplied and pair-summed with pmaddwd
- * into int32 lanes.  Ternary rows take their int16 lanes {-1, 0, +1} for
+ * so each row only unpacks its own int8 weights, 16 per loop step, into
+ * the high bytes of int16 lanes (see block_sum_x256) and multiplies and
+ * pair-sums them with pmaddwd into int32 lanes.  Ternary rows take their int16 lanes {-1, 0, +1} for
  * each packed byte from a 256-entry table.  The int32 sums are exact (no
  * lane can overflow below 2^16 products), so the result equals qdot.c's.
  *
  * Inline assembly for GCC (AT&T syntax, i386) and OpenWatcom (_asm
- * blocks); the ragged end (n % 8, n % 4) is summed in C.
+ * blocks); the ragged ends (n % 16) are summed in C.
  */
 #include "qdot.h"
 
@@ -41,112 +40,150 @@ static void t2_init(void)
     t2_ready = 1;
 }
 
-long qdot_i8(const short *x, const signed char *w, int n)
+/* Sum of x[i] * w[i] over blocks * 16 values.  Each weight byte is
+ * unpacked into the high byte of an int16 lane (punpcklbw with a zero
+ * register), i.e. 256 * w: no sign extension needed, and the lanes stay
+ * exact while |sum| * 256 < 2^31, i.e. for blocks * 16 <= 512 values of
+ * at most 128 * 127 each (qdot_i8_groups() only calls it that way). */
+static long block_sum_x256(const short *x, const signed char *w, int blocks)
 {
-    long sum = 0;
-    int blocks = n / 8, j;
-    if (blocks > 0) {
+    long sum;
 #if defined(__GNUC__)
-        const short *xp = x;
-        const signed char *wp = w;
-        int k = blocks;
-        __asm__ __volatile__(
-            "pxor %%mm7, %%mm7\n\t"
-            "1:\n\t"
-            "movq (%[w]), %%mm0\n\t"
-            "movq %%mm0, %%mm1\n\t"
-            "punpcklbw %%mm0, %%mm0\n\t"
-            "punpckhbw %%mm1, %%mm1\n\t"
-            "psraw $8, %%mm0\n\t"
-            "psraw $8, %%mm1\n\t"
-            "pmaddwd (%[x]), %%mm0\n\t"
-            "pmaddwd 8(%[x]), %%mm1\n\t"
-            "paddd %%mm0, %%mm7\n\t"
-            "paddd %%mm1, %%mm7\n\t"
-            "addl $8, %[w]\n\t"
-            "addl $16, %[x]\n\t"
-            "decl %[k]\n\t"
-            "jnz 1b\n\t"
-            "movq %%mm7, %%mm0\n\t"
-            "psrlq $32, %%mm0\n\t"
-            "paddd %%mm0, %%mm7\n\t"
-            "movd %%mm7, %[s]\n\t"
-            "emms\n\t"
-            : [s] "=&r"(sum), [w] "+r"(wp), [x] "+r"(xp), [k] "+r"(k)
-            :
-            : "memory", "cc" MMX_CLOBBERS);
+    long i = -16L * blocks;
+    const signed char *wend = w + 16L * blocks;
+    const short *xend = x + 16L * blocks;
+    __asm__ __volatile__(
+        "pxor %%mm7, %%mm7\n\t"
+        "1:\n\t"
+        "pxor %%mm0, %%mm0\n\t"
+        "pxor %%mm1, %%mm1\n\t"
+        "punpcklbw (%[w],%[i]), %%mm0\n\t"
+        "punpcklbw 4(%[w],%[i]), %%mm1\n\t"
+        "pmaddwd (%[x],%[i],2), %%mm0\n\t"
+        "pmaddwd 8(%[x],%[i],2), %%mm1\n\t"
+        "paddd %%mm0, %%mm7\n\t"
+        "paddd %%mm1, %%mm7\n\t"
+        "pxor %%mm0, %%mm0\n\t"
+        "pxor %%mm1, %%mm1\n\t"
+        "punpcklbw 8(%[w],%[i]), %%mm0\n\t"
+        "punpcklbw 12(%[w],%[i]), %%mm1\n\t"
+        "pmaddwd 16(%[x],%[i],2), %%mm0\n\t"
+        "pmaddwd 24(%[x],%[i],2), %%mm1\n\t"
+        "paddd %%mm0, %%mm7\n\t"
+        "paddd %%mm1, %%mm7\n\t"
+        "addl $16, %[i]\n\t"
+        "jnz 1b\n\t"
+        "movq %%mm7, %%mm0\n\t"
+        "psrlq $32, %%mm0\n\t"
+        "paddd %%mm0, %%mm7\n\t"
+        "movd %%mm7, %[s]\n\t"
+        "emms\n\t"
+        : [s] "=&r"(sum), [i] "+r"(i)
+        : [w] "r"(wend), [x] "r"(xend)
+        : "memory", "cc" MMX_CLOBBERS);
 #else
-        long s32;
-        _asm {
-            mov esi, w
-            mov edi, x
-            mov ecx, blocks
-            pxor mm7, mm7
-        next8:
-            movq mm0, [esi]
-            movq mm1, mm0
-            punpcklbw mm0, mm0
-            punpckhbw mm1, mm1
-            psraw mm0, 8
-            psraw mm1, 8
-            pmaddwd mm0, [edi]
-            pmaddwd mm1, [edi + 8]
-            paddd mm7, mm0
-            paddd mm7, mm1
-            add esi, 8
-            add edi, 16
-            dec ecx
-            jnz next8
-            movq mm0, mm7
-            psrlq mm0, 32
-            paddd mm7, mm0
-            movd s32, mm7
-            emms
-        }
-        sum = s32;
+    long s32;
+    _asm {
+        mov esi, w
+        mov edi, x
+        mov ecx, blocks
+        pxor mm7, mm7
+    next16:
+        pxor mm0, mm0
+        pxor mm1, mm1
+        punpcklbw mm0, [esi]
+        punpcklbw mm1, [esi + 4]
+        pmaddwd mm0, [edi]
+        pmaddwd mm1, [edi + 8]
+        paddd mm7, mm0
+        paddd mm7, mm1
+        pxor mm0, mm0
+        pxor mm1, mm1
+        punpcklbw mm0, [esi + 8]
+        punpcklbw mm1, [esi + 12]
+        pmaddwd mm0, [edi + 16]
+        pmaddwd mm1, [edi + 24]
+        paddd mm7, mm0
+        paddd mm7, mm1
+        add esi, 16
+        add edi, 32
+        dec ecx
+        jnz next16
+        movq mm0, mm7
+        psrlq mm0, 32
+        paddd mm7, mm0
+        movd s32, mm7
+        emms
+    }
+    sum = s32;
 #endif
+    /* arithmetic shift of a multiple of 256, written without >> on a
+     * negative number (implementation-defined in C89) */
+    return sum >= 0 ? sum / 256 : -((-sum) / 256);
+}
+
+#define MAX_X256 512 /* values per block_sum_x256() call */
+
+void qdot_i8_groups(const short *x, const signed char *w, int n, int group, long *sums)
+{
+    int g, j;
+    for (g = 0; g < n; g += group) {
+        long sum = 0;
+        int done = 0;
+        while (group - done >= 16) {
+            int count = group - done > MAX_X256 ? MAX_X256 : group - done;
+            int blocks = count / 16;
+            sum += block_sum_x256(x + g + done, w + g + done, blocks);
+            done += blocks * 16;
+        }
+        for (j = g + done; j < g + group; j++) {
+            sum += (long)x[j] * w[j];
+        }
+        *sums++ = sum;
     }
-    for (j = blocks * 8; j < n; j++) {
-        sum += (long)x[j] * w[j];
-    }
-    return sum;
 }
 
 long qdot_t2(const short *x, const unsigned char *packed, int n)
 {
     long sum = 0;
-    int pairs = n / 8, j;
+    int quads = n / 16, j;
     if (!t2_ready) {
         t2_init();
     }
-    if (pairs > 0) {
+    if (quads > 0) {
 #if defined(__GNUC__)
-        const short *xp = x;
-        const unsigned char *pp = packed;
-        int k = pairs;
+        long i = -4L * quads;
+        const unsigned char *pend = packed + 4L * quads;
+        const short *xend = x + 16L * quads;
         long b0, b1;
         __asm__ __volatile__(
             "pxor %%mm7, %%mm7\n\t"
             "1:\n\t"
-            "movzbl (%[p]), %[b0]\n\t"
-            "movzbl 1(%[p]), %[b1]\n\t"
+            "movzbl (%[p],%[i]), %[b0]\n\t"
+            "movzbl 1(%[p],%[i]), %[b1]\n\t"
             "movq (%[t],%[b0],8), %%mm0\n\t"
             "movq (%[t],%[b1],8), %%mm1\n\t"
-            "pmaddwd (%[x]), %%mm0\n\t"
-            "pmaddwd 8(%[x]), %%mm1\n\t"
+            "pmaddwd (%[x],%[i],8), %%mm0\n\t"
+            "pmaddwd 8(%[x],%[i],8), %%mm1\n\t"
             "paddd %%mm0, %%mm7\n\t"
             "paddd %%mm1, %%mm7\n\t"
-            "addl $2, %[p]\n\t"
-            "addl $16, %[x]\n\t"
-            "decl %[k]\n\t"
+            "movzbl 2(%[p],%[i]), %[b0]\n\t"
+            "movzbl 3(%[p],%[i]), %[b1]\n\t"
+            "movq (%[t],%[b0],8), %%mm0\n\t"
+            "movq (%[t],%[b1],8), %%mm1\n\t"
+            "pmaddwd 16(%[x],%[i],8), %%mm0\n\t"
+            "pmaddwd 24(%[x],%[i],8), %%mm1\n\t"
+            "paddd %%mm0, %%mm7\n\t"
+            "paddd %%mm1, %%mm7\n\t"
+            "addl $4, %[i]\n\t"
             "jnz 1b\n\t"
             "movq %%mm7, %%mm0\n\t"
             "psrlq $32, %%mm0\n\t"
             "paddd %%mm0, %%mm7\n\t"
             "movd %%mm7, %[s]\n\t"
             "emms\n\t"
-            : [s] "=&r"(sum), [p] "+r"(pp), [x] "+r"(xp), [k] "+r"(k), [b0] "=&r"(b0), [b1] "=&r"(b1)
-            : [t] "r"(t2_lanes)
+            : [s] "=&r"(sum), [i] "+r"(i), [b0] "=&r"(b0), [b1] "=&r"(b1)
+            : [p] "r"(pend), [x] "r"(xend), [t] "r"(t2_lanes)
             : "memory", "cc" MMX_CLOBBERS);
 #else
         long s32;
@@ -154,10 +191,10 @@ long qdot_t2(const short *x, const unsigned char *packed, int n)
         _asm {
             mov esi, packed
             mov edi, x
-            mov ecx, pairs
+            mov ecx, quads
             mov edx, table
             pxor mm7, mm7
-        next2:
+        next4:
             movzx eax, byte ptr [esi]
             movzx ebx, byte ptr [esi + 1]
             movq mm0, [edx + eax * 8]
@@ -166,10 +203,18 @@ long qdot_t2(const short *x, const unsigned char *packed, int n)
             pmaddwd mm1, [edi + 8]
             paddd mm7, mm0
             paddd mm7, mm1
-            add esi, 2
-            add edi, 16
+            movzx eax, byte ptr [esi + 2]
+            movzx ebx, byte ptr [esi + 3]
+            movq mm0, [edx + eax * 8]
+            movq mm1, [edx + ebx * 8]
+            pmaddwd mm0, [edi + 16]
+            pmaddwd mm1, [edi + 24]
+            paddd mm7, mm0
+            paddd mm7, mm1
+            add esi, 4
+            add edi, 32
             dec ecx
-            jnz next2
+            jnz next4
             movq mm0, mm7
             psrlq mm0, 32
             paddd mm7, mm0
@@ -179,7 +224,7 @@ long qdot_t2(const short *x, const unsigned char *packed, int n)
         sum = s32;
 #endif
     }
-    for (j = pairs * 8; j < n; j += 4) {
+    for (j = quads * 16; j < n; j += 4) {
         const short *lanes = t2_lanes[packed[j / 4]];
         sum += (long)x[j] * lanes[0] + (long)x[j + 1] * lanes[1] + (long)x[j + 2] * lanes[2] +
                (long)x[j + 3] * lanes[3];
