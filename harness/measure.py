@@ -97,7 +97,6 @@ def workload_names(text: str) -> list[str]:
 def workload(name: str, short_steps: int | None = None, long_steps: int | None = None) -> Workload:
     """The files and positions of a named workload; fixtures are local only (never downloaded here)."""
     from harness.fixtures import resolve
-
     from harness.models import split_quant
 
     name = _canonical(name)

@@ -17,7 +17,14 @@ from harness.cli import main as cli_main
 from harness.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
 from harness.oracle.checkpoint import load_checkpoint
 from harness.oracle.errors import CheckpointError
-from harness.oracle.quant import Q8Tensor, TernaryTensor, pack_ternary, quantize_q80, quantize_ternary, unpack_ternary
+from harness.oracle.quant import (
+    Q8Tensor,
+    TernaryTensor,
+    pack_ternary,
+    quantize_q80,
+    quantize_ternary,
+    unpack_ternary,
+)
 from harness.oracle.verify import verify
 from harness.port.quantize import default_group_size, quantize_file, write_ternary_model
 from tests.port_helpers import fixture, native_bin, run_port, tiny686_bin  # noqa: F401

@@ -145,7 +145,8 @@ def _read_header(path: Path, head: bytes, file_size: int) -> tuple[int, int, Mod
             raise CheckpointError(f"{path}: v1 checkpoint is {file_size} bytes, shorter than its 256-byte header")
         (version,) = struct.unpack_from("<i", head, 4)
         if version in QUANTIZED_VERSIONS:
-            return version, V1_HEADER_BYTES, ModelConfig(*struct.unpack_from("<7i", head, 8), True)
+            d, h, l, nh, kv, v, s = struct.unpack_from("<7i", head, 8)
+            return version, V1_HEADER_BYTES, ModelConfig(d, h, l, nh, kv, v, s, True)
         if version != 1:
             raise CheckpointError(
                 f"{path}: llama2.c checkpoint version {version} is not supported (only legacy v0, v1, v2 Q8_0 and 98 ternary)"

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from functools import cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 MIDPOINT_ULPS = 0.01  # float64 results this close (in float32 ulps) to a rounding midpoint go to the C library
 
@@ -45,7 +46,7 @@ def _near_midpoint(exact: np.ndarray, rounded: np.ndarray) -> np.ndarray:
         return np.isfinite(exact) & (distance < MIDPOINT_ULPS * ulp)
 
 
-def expf(x: np.ndarray) -> np.ndarray:
+def expf(x: ArrayLike) -> np.ndarray:
     """The C library's expf of every float32 element of x."""
     x = np.asarray(x, dtype=np.float32)
     with np.errstate(over="ignore", under="ignore"):
@@ -60,7 +61,7 @@ def expf(x: np.ndarray) -> np.ndarray:
     return rounded
 
 
-def _elementwise(name: str, fallback: Callable[[np.ndarray], np.ndarray], *args: np.ndarray) -> np.ndarray:
+def _elementwise(name: str, fallback: Callable[..., np.ndarray], *args: ArrayLike) -> np.ndarray:
     arrays = [np.asarray(a, dtype=np.float32) for a in np.broadcast_arrays(*args)]
     libm = _libm_function(name, len(arrays))
     if libm is None:
@@ -70,13 +71,13 @@ def _elementwise(name: str, fallback: Callable[[np.ndarray], np.ndarray], *args:
     return out.reshape(arrays[0].shape)
 
 
-def cosf(x: np.ndarray) -> np.ndarray:
+def cosf(x: ArrayLike) -> np.ndarray:
     return _elementwise("cosf", np.cos, x)
 
 
-def sinf(x: np.ndarray) -> np.ndarray:
+def sinf(x: ArrayLike) -> np.ndarray:
     return _elementwise("sinf", np.sin, x)
 
 
-def powf(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def powf(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     return _elementwise("powf", np.power, x, y)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.oracle.floatlib import expf
-
 from harness.oracle.rng import XorShiftRng
 
 

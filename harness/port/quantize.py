@@ -22,7 +22,11 @@ import numpy as np
 from harness.errors import HarnessError, UsageError
 from harness.oracle.checkpoint import Checkpoint, ModelConfig, Weights, load_checkpoint
 from harness.oracle.quant import Q8Tensor, pack_ternary, quantize_q80, quantize_ternary
-from harness.oracle.quantized_checkpoint import HEADER_BYTES, Q8_VERSION, TERNARY_VERSION
+from harness.oracle.quantized_checkpoint import (
+    HEADER_BYTES,
+    Q8_VERSION,
+    TERNARY_VERSION,
+)
 
 MAGIC = 0x616B3432
 DEFAULT_MAX_GROUP = 64  # llama2.c export.py's default group size
@@ -114,12 +118,17 @@ def ternary_chunks(config: ModelConfig, w: Weights, ffn: str = "silu", int8_clas
 def atomic_write(path: Path, chunks: Iterable[bytes]) -> Path:
     """Write all chunks to a temporary file beside `path`, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
-    temp = Path(handle.name)
-    try:
-        with handle:
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part",
+                                     delete=False) as handle:
+        temp = Path(handle.name)
+        try:
             for chunk in chunks:
                 handle.write(chunk)
+        except BaseException:
+            handle.close()
+            temp.unlink(missing_ok=True)
+            raise
+    try:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
