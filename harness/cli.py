@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.perf.plot",
     "harness.audit",
     "harness.guests.win98.prepare_image",
+    "harness.port.quantize",
 )
 
 

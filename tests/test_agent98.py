@@ -19,7 +19,7 @@ from harness.port.build import PortBuildError, build_port
 
 SOURCE = project_root() / "ports" / "agent98" / "agent98.c"
 STRICT = ["-std=c89", "-pedantic-errors", "-Wall", "-Wextra", "-Wdeclaration-after-statement", "-Werror",
-          "-march=pentium2"]
+          "-march=pentium2", f"-I{project_root() / 'ports' / 'llama98'}"]  # u64.h and crc32.h are shared
 
 # NT-only functions a serial agent is tempted to use: Windows 98 refuses to load a program importing them (or
 # they fail with ERROR_CALL_NOT_IMPLEMENTED). The full curated list is fixtures/win98_exports.yaml.

@@ -30,11 +30,11 @@ PORT = project_root() / "ports" / "llama98"
 GIT_ID = ["-c", "user.name=Bisect Test", "-c", "user.email=bisect@example.invalid", "-c", "commit.gpgsign=false"]
 
 # A real per-token slowdown: a pass over every weight before each forward step (C89, output unchanged).
-SLOW_ANCHOR = "    memcpy(x, w->token_embedding + (size_t)token * (size_t)dim, (size_t)dim * sizeof(float));\n"
+SLOW_ANCHOR = "    embed(x, &w->token_embedding, token, dim);\n"
 SLOW_CODE = """
     /* Guard against corrupted weights: their sum must be a number. */
     {
-        const float *p = w->token_embedding;
+        const float *p = w->token_embedding.f;
         const float *end = w->rms_final + dim;
         float total = 0.0f;
         for (; p < end; p++) {

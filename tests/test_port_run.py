@@ -170,7 +170,7 @@ def test_rng_emulation_matches_64_bit_xorshift(cc: list[str], seed: int, tmp_pat
     exe = tmp_path / "driver"
     subprocess.run([*cc, "-std=c89", "-pedantic-errors", "-Wall", "-Werror", "-I", str(src), "-o", str(exe),
                     str(tmp_path / "driver.c"), str(src / "sampler.c"), str(src / "u64.c"), str(src / "util.c"),
-                    "-lm"], check=True, timeout=120)
+                    str(src / "crc32.c"), "-lm"], check=True, timeout=120)
     out = subprocess.run([str(exe), f"{seed >> 32:x}", f"{seed & 0xFFFFFFFF:x}"], capture_output=True,
                          text=True, check=True, timeout=60).stdout.split()
     state, expected = seed, []

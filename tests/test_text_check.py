@@ -9,7 +9,7 @@ import pytest
 
 from harness.oracle.generate import Oracle, clamp_args
 from harness.port.text_check import judge_text, locate_text, program_tok_s
-from tests.port_helpers import fixture, native_bin, run_port  # noqa: F401
+from tests.port_helpers import fixture, run_port
 
 CHATTER_BEFORE = b"llama2.c for Windows 98 (Borland C++ 5.02 build)\nConfig: dim=64 n_layers=5 vocab=512\n"
 CHATTER_AFTER = b"Freeing 1056512 bytes\nDone.\n"

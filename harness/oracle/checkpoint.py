@@ -1,4 +1,4 @@
-"""Read llama2.c model checkpoints (legacy v0 and the v1 "ak42" export) into float32 numpy views.
+"""Read model checkpoints (llama2.c legacy v0, v1 and v2 Q8_0; llama98 version 98 ternary) into numpy.
 
 The port reads the same files with fread; the oracle maps them (np.memmap) so that a 60 MB model costs nothing
 to open. Every way a file can be wrong (missing, too short, too long, impossible header) becomes one
@@ -13,6 +13,7 @@ Layouts (facts from llama2.c export.py / run.c):
   zero padding to 256 bytes. Weights: rms_att, rms_ffn, rms_final, embedding, wq, wk, wv, wo, w1, w2, w3,
   optional classifier; no RoPE tables.
 - v3: our Llama 3 format (magic "L98M"), read by harness/oracle/checkpoint_v3.py; ports/llama98/FORMATS.md.
+- v2 (Q8_0) and 98 (ternary): read by harness/oracle/quantized_checkpoint.py, layouts in ports/llama98/FORMATS.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,7 @@ from harness.oracle.errors import CheckpointError, describe_read_error
 V1_MAGIC = 0x616B3432
 V1_HEADER_BYTES = 256
 V0_HEADER_BYTES = 28
+QUANTIZED_VERSIONS = (2, 98)
 # Anything above this is not a model a 1998 PC (or this harness) will ever load; it also keeps arithmetic on
 # absurd header fields from producing silly allocations.
 MAX_FIELD = 1 << 24
@@ -59,6 +62,11 @@ class ModelConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     rope_scaling: RopeScaling | None = None
+    weight_type: str = "fp32"  # fp32, q8_0 or ternary: the type of wq..w3
+    group_size: int = 0  # Q8_0 group size (v2)
+    ffn: str = "silu"  # silu (Llama) or relu2 (squared ReLU, BitNet b1.58 2B4T); both gated by w3
+    sub_norms: bool = False  # BitNet's extra RMSNorms before wo and before w2
+    classifier_type: str = "fp32"  # fp32 or q8_0
 
     @property
     def head_size(self) -> int:
@@ -89,20 +97,23 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class Weights:
-    """Weight matrices in PyTorch layout (out_features, in_features), float32, read-only views of the file."""
+    """Weight matrices in PyTorch layout (out_features, in_features), float32 read-only views of the file, or
+    per-layer lists of quantized tensors (harness/oracle/quant.py) for v2 and version 98 files."""
 
     token_embedding: np.ndarray  # (vocab, dim)
     rms_att: np.ndarray  # (layers, dim)
-    wq: np.ndarray  # (layers, dim, dim)
-    wk: np.ndarray  # (layers, kv_dim, dim)
-    wv: np.ndarray  # (layers, kv_dim, dim)
-    wo: np.ndarray  # (layers, dim, dim)
+    wq: Any  # (layers, dim, dim)
+    wk: Any  # (layers, kv_dim, dim)
+    wv: Any  # (layers, kv_dim, dim)
+    wo: Any  # (layers, dim, dim)
     rms_ffn: np.ndarray  # (layers, dim)
-    w1: np.ndarray  # (layers, hidden, dim)
-    w2: np.ndarray  # (layers, dim, hidden)
-    w3: np.ndarray  # (layers, hidden, dim)
+    w1: Any  # (layers, hidden, dim)
+    w2: Any  # (layers, dim, hidden)
+    w3: Any  # (layers, hidden, dim)
     rms_final: np.ndarray  # (dim,)
-    classifier: np.ndarray  # (vocab, dim); the embedding itself when shared
+    classifier: Any  # (vocab, dim); the embedding itself when shared; a Q8Tensor in quantized files
+    sub_att: np.ndarray | None = None  # (layers, dim), BitNet sub-norm before wo
+    sub_ffn: np.ndarray | None = None  # (layers, hidden), BitNet sub-norm before w2
 
 
 @dataclass(frozen=True)
@@ -116,7 +127,7 @@ class Checkpoint:
     weights: Weights
 
 
-def _validate(path: Path, config: ModelConfig) -> None:
+def validate_config(path: Path, config: ModelConfig) -> None:
     fields = {
         "dim": config.dim,
         "hidden_dim": config.hidden_dim,
@@ -148,9 +159,13 @@ def _read_header(path: Path, head: bytes, file_size: int) -> tuple[int, int, Mod
         if len(head) < V1_HEADER_BYTES:
             raise CheckpointError(f"{path}: v1 checkpoint is {file_size} bytes, shorter than its 256-byte header")
         (version,) = struct.unpack_from("<i", head, 4)
+        if version in QUANTIZED_VERSIONS:
+            d, h, l, nh, kv, v, s = struct.unpack_from("<7i", head, 8)
+            return version, V1_HEADER_BYTES, ModelConfig(d, h, l, nh, kv, v, s, True)
         if version != 1:
             raise CheckpointError(
-                f"{path}: llama2.c checkpoint version {version} is not supported (only legacy v0 and v1 float32)"
+                f"{path}: llama2.c checkpoint version {version} is not supported "
+                f"(only legacy v0, v1, v2 Q8_0 and 98 ternary)"
             )
         fields = struct.unpack_from("<7i", head, 8)
         shared_flag = head[36]
@@ -179,7 +194,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
         return load_v3(path, head, file_size)
     version, header_bytes, config = _read_header(path, head, file_size)
-    _validate(path, config)
+    validate_config(path, config)
+    if version in QUANTIZED_VERSIONS:
+        from harness.oracle.quantized_checkpoint import load_quantized
+
+        return load_quantized(path, head, file_size, config)
     expected = header_bytes + 4 * config.weight_floats(version)
     if file_size != expected:
         relation = "shorter" if file_size < expected else "longer"

@@ -19,7 +19,7 @@ from harness.oracle.checkpoint import (
     ModelConfig,
     RopeScaling,
     Weights,
-    _validate,
+    validate_config,
 )
 from harness.oracle.errors import CheckpointError
 
@@ -78,7 +78,7 @@ def _header(path: Path, head: bytes, file_size: int) -> ModelConfig:
 def load_v3(path: Path, head: bytes, file_size: int) -> Checkpoint:
     """Open a v3 checkpoint whose first bytes are `head`; the weights are memory-mapped views."""
     config = _header(path, head, file_size)
-    _validate(path, config)
+    validate_config(path, config)
     expected = HEADER_BYTES + 4 * total_floats(config)
     if file_size != expected:
         relation = "shorter" if file_size < expected else "longer"

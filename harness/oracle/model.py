@@ -9,13 +9,20 @@ Element-wise steps follow llama2.c's float32 operation order (RMSnorm eps 1e-5 o
 powf/cosf/sinf rounded to float32, theta and llama3 scaling from a v3 header, SiLU as x * (1 / (1 + exp(-x)))).
 Matrix products use BLAS, whose summation order differs from a scalar loop in the last bits; verify's tolerance
 exists for exactly that (and for x87 vs SSE).
+Quantized weights (Q8_0, ternary) go through quant.linear(), whose integer sums are exact and whose float
+scaling follows runq's order. Their activations are quantized, so a last-bit difference anywhere can flip an int8
+rounding and change a token: for them every float step is exact too (`exact`): attention scores and weighted
+sums accumulate strictly in the port's order instead of through BLAS, and exp/cos/sin/pow are the C library's
+float functions (floatlib), so the oracle's logits are the native port's (and runq's) bit for bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from harness.oracle import floatlib
 from harness.oracle.checkpoint import Checkpoint, ModelConfig
+from harness.oracle.quant import linear
 
 RMS_EPS = np.float32(1e-5)
 ROPE_TABLE_START = 4096  # positions of RoPE tables made up front; more are made when a run needs them
@@ -85,6 +92,38 @@ def rope_tables(config: ModelConfig, positions: int | None = None) -> tuple[np.n
     return np.cos(angles64).astype(np.float32), np.sin(angles64).astype(np.float32)
 
 
+def exact_rope_tables(config: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """rope_tables() with the C library's powf, cosf and sinf (the port's native build calls them)."""
+    head_size = config.head_size
+    exponents = np.arange(0, head_size, 2, dtype=np.float32) / np.float32(head_size)
+    freqs = np.float32(1.0) / floatlib.powf(np.float32(10000.0), exponents)
+    angles = np.arange(config.seq_len, dtype=np.float32)[:, None] * freqs[None, :]
+    return floatlib.cosf(angles), floatlib.sinf(angles)
+
+
+def exact_softmax_rows(scores: np.ndarray) -> np.ndarray:
+    """softmax_rows() in llama2.c's order: C expf, a strictly sequential float32 sum, then division."""
+    exps = floatlib.expf(scores - scores.max(axis=-1, keepdims=True))
+    total = np.add.accumulate(exps, axis=-1, dtype=np.float32)[..., -1:]
+    return exps / total
+
+
+def exact_attention(q: np.ndarray, keys: np.ndarray, values: np.ndarray, masked: np.ndarray,
+                    sqrt_head_size: np.float32) -> np.ndarray:
+    """Attention of q (H, T, hs) over keys (H, hs, S) and values (H, S, hs), summed in the port's order:
+    each score over head dimensions one by one, each output over positions one by one."""
+    scores = np.zeros((q.shape[0], q.shape[1], keys.shape[2]), dtype=np.float32)
+    for i in range(q.shape[2]):
+        scores = scores + q[:, :, i, None] * keys[:, i, None, :]
+    scores = scores / sqrt_head_size
+    scores[:, masked] = -np.inf
+    attention = exact_softmax_rows(scores)
+    heads = np.zeros(q.shape, dtype=np.float32)
+    for t in range(keys.shape[2]):
+        heads = heads + attention[:, :, t, None] * values[:, None, t, :]
+    return heads
+
+
 def rmsnorm(x: np.ndarray, weight: np.ndarray, eps: np.float32 = RMS_EPS) -> np.ndarray:
     """Row-wise RMSnorm of (T, D) with a sequential float32 sum of squares."""
     sum_sq = np.add.accumulate(x * x, axis=-1, dtype=np.float32)[..., -1]
@@ -133,7 +172,11 @@ class Transformer:
         self.config = checkpoint.config
         self.weights = checkpoint.weights
         self.eps = np.float32(self.config.norm_eps)
-        self.rope_cos, self.rope_sin = rope_tables(self.config, min(self.config.seq_len, ROPE_TABLE_START))
+        self.exact = self.config.weight_type != "fp32"
+        if self.exact:
+            self.rope_cos, self.rope_sin = exact_rope_tables(self.config)
+        else:
+            self.rope_cos, self.rope_sin = rope_tables(self.config, min(self.config.seq_len, ROPE_TABLE_START))
         limit_blas_threads()
 
     def new_cache(self, capacity: int | None = None) -> KVCache:
@@ -178,9 +221,9 @@ class Transformer:
         x = np.array(w.token_embedding[tokens], dtype=np.float32)
         for layer in range(c.n_layers):
             xb = rmsnorm(x, w.rms_att[layer], self.eps)
-            q = (xb @ w.wq[layer].T).reshape(count, n_heads, head_size)
-            k = (xb @ w.wk[layer].T).reshape(count, n_kv, head_size)
-            v = xb @ w.wv[layer].T
+            q = linear(xb, w.wq[layer]).reshape(count, n_heads, head_size)
+            k = linear(xb, w.wk[layer]).reshape(count, n_kv, head_size)
+            v = linear(xb, w.wv[layer])
             q = apply_rope(q, cos, sin)
             k = apply_rope(k, cos, sin)
             cache.keys[layer, start:end] = k.reshape(count, c.kv_dim)
@@ -193,19 +236,32 @@ class Transformer:
                 keys = np.repeat(keys, kv_mul, axis=0)
                 values = np.repeat(values, kv_mul, axis=0)
             keys, values = np.ascontiguousarray(keys), np.ascontiguousarray(values)
-            scores = (np.ascontiguousarray(q.transpose(1, 0, 2)) @ keys) / inv_sqrt  # (H, T, S)
-            scores[:, masked] = -np.inf
-            attention = softmax_rows(scores)
-            heads = attention @ values  # (H, T, hs)
+            if self.exact:
+                heads = exact_attention(np.ascontiguousarray(q.transpose(1, 0, 2)), keys, values, masked, inv_sqrt)
+            else:
+                scores = (np.ascontiguousarray(q.transpose(1, 0, 2)) @ keys) / inv_sqrt  # (H, T, S)
+                scores[:, masked] = -np.inf
+                attention = softmax_rows(scores)
+                heads = attention @ values  # (H, T, hs)
             xb = heads.transpose(1, 0, 2).reshape(count, c.dim)
-            x = x + xb @ w.wo[layer].T
+            if w.sub_att is not None:
+                xb = rmsnorm(xb, w.sub_att[layer])
+            x = x + linear(xb, w.wo[layer])
 
             xb = rmsnorm(x, w.rms_ffn[layer], self.eps)
-            hb = xb @ w.w1[layer].T
-            hb2 = xb @ w.w3[layer].T
-            hb = hb * (np.float32(1.0) / (np.float32(1.0) + np.exp(-hb)))
+            hb = linear(xb, w.w1[layer])
+            hb2 = linear(xb, w.w3[layer])
+            if c.ffn == "relu2":
+                hb = np.maximum(hb, np.float32(0.0))
+                hb = hb * hb
+            elif self.exact:
+                hb = hb * (np.float32(1.0) / (np.float32(1.0) + floatlib.expf(-hb)))
+            else:
+                hb = hb * (np.float32(1.0) / (np.float32(1.0) + np.exp(-hb)))
             hb = hb * hb2
-            x = x + hb @ w.w2[layer].T
+            if w.sub_ffn is not None:
+                hb = rmsnorm(hb, w.sub_ffn[layer])
+            x = x + linear(hb, w.w2[layer])
 
         x = rmsnorm(x, w.rms_final, self.eps)
-        return x @ w.classifier.T
+        return linear(x, w.classifier)

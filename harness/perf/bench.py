@@ -25,6 +25,7 @@ from harness.perf.measure import (
     host_ipt,
     report_ticks,
     run_in_guest,
+    weight_bytes,
     workload,
     workload_names,
 )
@@ -49,25 +50,27 @@ def bench_model(name: str, mode: str, *, vm: str | None, profile: str, binary: P
                          f"--mode wall")
     load = workload(name)
     started = time.monotonic()
+    traffic = weight_bytes(load)
     if mode == "host":
         measured = host_ipt(binary or build_port("tiny686"), load)
         return {"host_ipt": measured.per_token, "ir_short": measured.ir_short, "ir_long": measured.ir_long,
                 "positions": [load.short_steps, load.long_steps], "build": measured.build,
-                "host_wall_s": time.monotonic() - started}, None
+                "weight_bytes": traffic, "host_wall_s": time.monotonic() - started}, None
     if mode == "icount":
         runs = run_in_guest(binary, load, vm=vm, profile=profile, icount_shift=icount_shift, runs=1,
                             timeout_scale=timeout_scale)
         run = runs[0]
         assert run.report is not None  # our port's run (cli llama98), checked above
         return {"guest_ipt": run.guest_ipt(load.short_steps, load.long_steps), "icount_shift": icount_shift,
+                "weight_bytes": traffic,
                 "tok_s": run.tok_s, "ticks": report_ticks(run.report), "timer": run.report.timer.source,
                 "hz": run.report.timer.hz, "tokens": len(run.report.tokens),
                 "positions": [load.short_steps, load.long_steps], "host_wall_s": run.host_seconds}, run.profile
-    runs = run_in_guest(binary, load, vm=vm, profile=profile, runs=repeat, steps=WALL_STEPS[load.name],
-                        timeout_scale=timeout_scale, cli=cli)
+    runs = run_in_guest(binary, load, vm=vm, profile=profile, runs=repeat,
+                        steps=WALL_STEPS[load.name.split(":")[0]], timeout_scale=timeout_scale, cli=cli)
     figures: dict[str, object] = {"tok_s": summary([run.tok_s for run in runs]),
                                   "host_wall_s": summary([run.host_seconds for run in runs]), "repeat": repeat,
-                                  "cli": cli}
+                                  "weight_bytes": traffic, "cli": cli}
     report = runs[0].report
     if report is not None:
         figures.update(timer=report.timer.source, hz=report.timer.hz, tokens=len(report.tokens))
@@ -81,16 +84,18 @@ def _number(value: object) -> float:
 
 
 def _line(name: str, mode: str, figures: dict[str, object]) -> str:
+    traffic = f", weights {_number(figures['weight_bytes']) / 1e6:8.3f} MB/token"
     if mode == "host":
-        return f"{name:10} host-ipt {_number(figures['host_ipt']) / 1e6:9.4f} M instr/token (callgrind, tiny686 build)"
+        return (f"{name:18} host-ipt {_number(figures['host_ipt']) / 1e6:9.4f} M instr/token{traffic} "
+                f"(callgrind, tiny686 build)")
     if mode == "icount":
-        return (f"{name:10} guest-ipt {_number(figures['guest_ipt']) / 1e6:9.4f} M instr/token "
+        return (f"{name:18} guest-ipt {_number(figures['guest_ipt']) / 1e6:9.4f} M instr/token{traffic} "
                 f"(icount shift={figures['icount_shift']}), tok/s {_number(figures['tok_s']):.2f} in guest time, "
                 f"host wall {_number(figures['host_wall_s']):.1f} s")
     tok_s = figures["tok_s"]
     assert isinstance(tok_s, dict)
-    return (f"{name:10} tok/s median {tok_s['median']:.2f} (range {tok_s['min']:.2f}-{tok_s['max']:.2f}, "
-            f"{len(tok_s['samples'])} runs)")
+    return (f"{name:18} tok/s median {tok_s['median']:.2f} (range {tok_s['min']:.2f}-{tok_s['max']:.2f}, "
+            f"{len(tok_s['samples'])} runs){traffic}")
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -147,7 +152,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "file named after the commit (asv-like history; see harness/perf/results.py).")
     parser.add_argument("--vm", metavar="IMAGE", default=None, help="guest image (default: the built-in tiny686)")
     parser.add_argument("--profile", default="auto", help="guest profile: tiny686, win98 or auto (default)")
-    parser.add_argument("--models", default="260K", help="comma-separated: 260K, 15M-shape (default 260K)")
+    parser.add_argument("--models", default="260K",
+                        help="comma-separated: 260K, 15M-shape, each optionally :q8_0 or :ternary (default 260K)")
     parser.add_argument("--mode", choices=MODES, default="icount",
                         help="icount (deterministic guest instructions/token; default), wall (tok/s, repeated) "
                              "or host (callgrind, no VM)")

@@ -73,15 +73,25 @@ WORKLOAD_ALIASES: dict[str, str] = {"stories260K": "260K", "stories260k": "260K"
                                     "15M": "15M-shape", "15m-shape": "15M-shape"}
 
 
+def _canonical(raw: str) -> str:
+    """A workload name with aliases resolved; a `:q8_0` / `:ternary` suffix (quantized weights) is kept."""
+    from harness.port.models import split_quant
+
+    base, quant = split_quant(raw)
+    name = WORKLOAD_ALIASES.get(base, base)
+    if name not in WORKLOAD_POSITIONS:
+        raise UsageError(f"unknown model {raw!r}: choose from {', '.join(WORKLOAD_POSITIONS)} "
+                         f"(each may take :q8_0 or :ternary)")
+    return f"{name}:{quant}" if quant else name
+
+
 def workload_names(text: str) -> list[str]:
     """Parse a comma-separated --models value into canonical names; unknown names are a usage error."""
     names: list[str] = []
     for raw in (item.strip() for item in text.split(",")):
         if not raw:
             continue
-        name = WORKLOAD_ALIASES.get(raw, raw)
-        if name not in WORKLOAD_POSITIONS:
-            raise UsageError(f"unknown model {raw!r}: choose from {', '.join(WORKLOAD_POSITIONS)}")
+        name = _canonical(raw)
         if name not in names:
             names.append(name)
     if not names:
@@ -91,20 +101,32 @@ def workload_names(text: str) -> list[str]:
 
 def workload(name: str, short_steps: int | None = None, long_steps: int | None = None) -> Workload:
     """The files and positions of a named workload; fixtures are local only (never downloaded here)."""
-    from harness.port.models import choose_model
+    from harness.port.models import choose_model, split_quant
 
-    name = WORKLOAD_ALIASES.get(name, name)
-    if name not in WORKLOAD_POSITIONS:
-        raise UsageError(f"unknown model {name!r}: choose from {', '.join(WORKLOAD_POSITIONS)}")
-    short_default, long_default = WORKLOAD_POSITIONS[name]
+    name = _canonical(name)
+    base, quant = split_quant(name)
+    short_default, long_default = WORKLOAD_POSITIONS[base]
     short = short_default if short_steps is None else short_steps
     long = long_default if long_steps is None else long_steps
     if not 1 <= short < long:
         raise UsageError(f"positions must satisfy 1 <= short < long, got {short} and {long}")
     # The same resolution as `run`: a real fixture when it is here, else its generated stand-in, said in one line.
-    choice = choose_model(WORKLOAD_MODELS[name], allow_download=False)
+    choice = choose_model(WORKLOAD_MODELS[base], allow_download=False)
     log.info("%s: %s", name, choice.label)
-    return Workload(name, choice.checkpoint, choice.tokenizer, short, long)
+    model = choice.checkpoint
+    if quant:
+        from harness.port.quantize import cached_quantized
+
+        model = cached_quantized(model, quant)
+    return Workload(name, model, choice.tokenizer, short, long)
+
+
+def weight_bytes(load: Workload) -> float:
+    """Bytes of weights one token reads with this workload's model (harness/port/traffic.py)."""
+    from harness.oracle.checkpoint import load_checkpoint
+    from harness.port.traffic import weight_bytes_per_token
+
+    return weight_bytes_per_token(load_checkpoint(load.model).config)
 
 
 @dataclass(frozen=True)

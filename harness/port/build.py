@@ -43,6 +43,9 @@ TARGETS: dict[str, TargetSpec] = {
     "native": TargetSpec("gcc.mk", ("TARGET=native",), "gcc", "llama98", "apt-get install gcc"),
     "native-asan": TargetSpec("gcc.mk", ("TARGET=native-asan",), "gcc", "llama98", "apt-get install gcc"),
     "tiny686": TargetSpec("gcc.mk", ("TARGET=tiny686",), "gcc", "llama98", "apt-get install gcc-multilib"),
+    # the guest build with the portable C dot products instead of MMX (tests equal output; what a P5 would run)
+    "tiny686-c": TargetSpec("gcc.mk", ("TARGET=tiny686", "QDOT=c"), "gcc", "llama98",
+                            "apt-get install gcc-multilib"),
     "win32": TargetSpec(
         "mingw.mk", (), "i686-w64-mingw32-gcc", "llama98.exe", "apt-get install gcc-mingw-w64-i686"
     ),
@@ -53,6 +56,13 @@ TARGETS: dict[str, TargetSpec] = {
 PROGRAM_TARGETS: dict[str, tuple[str, ...]] = {
     "llama98": tuple(TARGETS),
     "agent98": ("win32",),
+}
+
+
+# Sources a program compiles from a sibling program's directory (its makefile's SHARED, default SRC/../<dir>):
+# agent98 uses the llama98 port's 64-bit helpers and CRC-32 instead of a copy of them.
+SHARED_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "agent98": ("llama98", ("u64.c", "u64.h", "crc32.c", "crc32.h")),
 }
 
 
@@ -82,6 +92,18 @@ def _source_files(src_dir: Path) -> list[Path]:
     return files
 
 
+def _shared_files(src_dir: Path, program: str) -> tuple[str, list[Path]]:
+    """The sibling directory's name and the files `program` compiles from it (none for llama98)."""
+    if program not in SHARED_SOURCES:
+        return "", []
+    sibling, names = SHARED_SOURCES[program]
+    files = [src_dir.parent / sibling / name for name in names]
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise PortBuildError(f"{program} needs {', '.join(missing)} (shared with ports/{sibling})")
+    return sibling, files
+
+
 def _compiler_version(compiler: str, install_hint: str) -> str:
     """First line of `CC --version`; a missing compiler is a user-facing error with the package to install."""
     require(compiler, install_hint, PortBuildError)
@@ -101,6 +123,10 @@ def build_key(target: str, src_dir: Path, program: str = "llama98") -> str:
         raise PortBuildError(f"{makefile} not found: --src must point at a ports/llama98 directory")
     for path in [makefile, *_source_files(src_dir)]:
         digest.update(f"file={path.name} bytes={path.stat().st_size}\n".encode())
+        digest.update(path.read_bytes())
+    sibling, shared = _shared_files(src_dir, program)
+    for path in shared:
+        digest.update(f"shared={sibling}/{path.name} bytes={path.stat().st_size}\n".encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -149,10 +175,15 @@ def build_port(target: str, src_dir: Path | None = None, out: Path | None = None
     if not cached.is_file():
         with tempfile.TemporaryDirectory(prefix="llama98-build-") as tmp:
             tmp_path = Path(tmp)
-            src_copy = tmp_path / "src"
-            src_copy.mkdir()
+            src_copy = tmp_path / "ports" / program  # keeps the ports/<program> layout the makefiles expect
+            src_copy.mkdir(parents=True)
             for path in [src / spec.makefile, *_source_files(src)]:
                 shutil.copy2(path, src_copy / path.name)
+            sibling, shared = _shared_files(src, program)
+            if shared:
+                (tmp_path / "ports" / sibling).mkdir()
+                for path in shared:
+                    shutil.copy2(path, tmp_path / "ports" / sibling / path.name)
             build_dir = tmp_path / "build"
             build_dir.mkdir()
             binary = _run_make(spec, build_dir, src_copy, binary_name)

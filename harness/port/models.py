@@ -21,6 +21,7 @@ REAL_MODELS: dict[str, tuple[str, str, str]] = {
     "stories15M": ("stories15M.bin", "tokenizer.bin", "15M-shape"),
 }
 DEFAULT_MODEL = "stories260K"
+QUANT_SUFFIXES = ("q8_0", "ternary")  # harness/port/quantize.py QUANT_TYPES
 
 
 class ModelChoiceError(HarnessError):
@@ -78,9 +79,10 @@ def check_pair(choice: ModelChoice) -> ModelChoice:
         checkpoint = load_checkpoint(choice.checkpoint)
     except HarnessError as error:
         raise ModelChoiceError(str(error)) from None
-    if checkpoint.version != 0:
+    if checkpoint.version not in (0, 2, 98):
         raise ModelChoiceError(f"{choice.checkpoint} is a llama2.c v{checkpoint.version} export; llama98 reads legacy "
-                               f"v0 checkpoints (export with llama2.c's --version 0)")
+                               f"v0, v2 (Q8_0) and version 98 (ternary) checkpoints (export with llama2.c's "
+                               f"--version 0 or 2)")
     config = checkpoint.config
     entries = tokenizer_entries(choice.tokenizer)
     if entries != config.vocab_size:
@@ -90,10 +92,28 @@ def check_pair(choice: ModelChoice) -> ModelChoice:
     return choice
 
 
+def split_quant(name: str) -> tuple[str, str | None]:
+    """`15M-shape:q8_0` -> ("15M-shape", "q8_0"); a name without a known suffix is returned whole."""
+    base, sep, suffix = name.rpartition(":")
+    if sep and suffix in QUANT_SUFFIXES and base:
+        return base, suffix
+    return name, None
+
+
 def choose_model(model: str | None = None, tokenizer: str | None = None,
                  allow_download: bool = True) -> ModelChoice:
-    """Resolve `--model NAME|PATH` and `--tokenizer PATH` into checked files (see the module docstring)."""
-    choice = _resolve_model(model, tokenizer, allow_download)
+    """Resolve `--model NAME|PATH[:q8_0|:ternary]` and `--tokenizer PATH` into checked files (see the module
+    docstring); a quantization suffix quantizes the named float32 model once (harness/port/quantize.py)."""
+    name, quant = split_quant(model or DEFAULT_MODEL)
+    choice = _resolve_model(name, tokenizer, allow_download)
+    if quant:
+        from harness.port.quantize import cached_quantized
+
+        try:
+            quantized = cached_quantized(choice.checkpoint, quant)
+        except HarnessError as error:
+            raise ModelChoiceError(str(error)) from None
+        choice = ModelChoice(quantized, choice.tokenizer, f"{choice.label}, quantized to {quant}")
     if not choice.tokenizer.is_file():
         raise ModelChoiceError(f"tokenizer not found: {choice.tokenizer}")
     return check_pair(choice)

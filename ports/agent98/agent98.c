@@ -31,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "crc32.h" /* shared with llama98: ports/llama98 */
+#include "u64.h"
 
 #define AGENT_VERSION "1.0"
 #define DEFAULT_PORT "COM1"
@@ -73,8 +75,6 @@ static int g_interrupted = 0;    /* a Ctrl-C arrived while a program ran */
 /* Whether the last byte sent to the host ended a line. */
 static int g_at_line_start = 1;
 static int g_port_failed = 0;
-
-static unsigned long g_crc_table[256];
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
@@ -350,45 +350,15 @@ static void send_sentinel(const char *id, long code)
 /* 64-bit helpers for FILETIME (C89 has no 64-bit integer type)        */
 /* ------------------------------------------------------------------ */
 
-typedef struct {
-    unsigned long hi;
-    unsigned long lo;
-} U64;
-
-static U64 u64_mul_small(U64 x, unsigned long factor) /* factor < 65536 */
-{
-    U64 r;
-    unsigned long p0 = (x.lo & 0xFFFFUL) * factor;
-    unsigned long p1 = ((x.lo >> 16) & 0xFFFFUL) * factor;
-    unsigned long lo = (p0 + ((p1 & 0xFFFFUL) << 16)) & 0xFFFFFFFFUL;
-    unsigned long carry = lo < (p0 & 0xFFFFFFFFUL) ? 1UL : 0UL;
-    r.lo = lo;
-    r.hi = (x.hi * factor + (p1 >> 16) + carry) & 0xFFFFFFFFUL;
-    return r;
-}
-
-static U64 u64_add(U64 a, U64 b)
-{
-    U64 r;
-    r.lo = (a.lo + b.lo) & 0xFFFFFFFFUL;
-    r.hi = (a.hi + b.hi + (r.lo < a.lo ? 1UL : 0UL)) & 0xFFFFFFFFUL;
-    return r;
-}
-
-static U64 u64_sub(U64 a, U64 b)
-{
-    U64 r;
-    r.lo = (a.lo - b.lo) & 0xFFFFFFFFUL;
-    r.hi = (a.hi - b.hi - (a.lo < b.lo ? 1UL : 0UL)) & 0xFFFFFFFFUL;
-    return r;
-}
+/* u64 and its arithmetic come from ports/llama98/u64.c. */
 
 /* |a - b| < limit (limit below 2^32) */
-static int u64_close(U64 a, U64 b, unsigned long limit)
+static int u64_close(const u64 *a, const u64 *b, unsigned long limit)
 {
-    U64 d = u64_sub(a, b);
+    u64 d;
+    u64_sub(&d, a, b);
     if (d.hi & 0x80000000UL) {
-        d = u64_sub(b, a);
+        u64_sub(&d, b, a);
     }
     return d.hi == 0 && d.lo < limit;
 }
@@ -397,25 +367,12 @@ static int u64_close(U64 a, U64 b, unsigned long limit)
 /* Built-ins                                                           */
 /* ------------------------------------------------------------------ */
 
-static void make_crc_table(void)
-{
-    unsigned long n;
-    for (n = 0; n < 256; n++) {
-        unsigned long c = n;
-        int k;
-        for (k = 0; k < 8; k++) {
-            c = (c & 1UL) ? (0xEDB88320UL ^ (c >> 1)) : (c >> 1);
-        }
-        g_crc_table[n] = c;
-    }
-}
-
 static long builtin_crc32(char *args)
 {
     static unsigned char buffer[32768];
     HANDLE file;
     DWORD got;
-    unsigned long crc = 0xFFFFFFFFUL;
+    unsigned long crc = 0UL;
     unsigned long size_lo = 0;
     unsigned long size_hi = 0;
     char line[LINE_SIZE + 64];
@@ -431,7 +388,6 @@ static long builtin_crc32(char *args)
         return CODE_FAILED;
     }
     for (;;) {
-        DWORD i;
         if (!ReadFile(file, buffer, sizeof buffer, &got, NULL)) {
             port_win_error("cannot read", args);
             CloseHandle(file);
@@ -440,16 +396,13 @@ static long builtin_crc32(char *args)
         if (got == 0) {
             break;
         }
-        for (i = 0; i < got; i++) {
-            crc = g_crc_table[(crc ^ buffer[i]) & 0xFFUL] ^ (crc >> 8);
-        }
+        crc = crc32_update(crc, buffer, (size_t)got);
         size_lo = (size_lo + got) & 0xFFFFFFFFUL;
         if (size_lo < got) {
             size_hi++;
         }
     }
     CloseHandle(file);
-    crc ^= 0xFFFFFFFFUL;
     if (size_hi != 0) {
         port_line("agent98: file larger than 4 GB");
         return CODE_FAILED;
@@ -568,9 +521,9 @@ static long builtin_cd(char *args)
 static long builtin_settime(char *args)
 {
     unsigned long epoch;
-    U64 target;
-    U64 now;
-    U64 unix_base;
+    u64 target;
+    u64 now;
+    u64 unix_base;
     FILETIME file_time;
     SYSTEMTIME system_time;
     char line[96];
@@ -581,21 +534,18 @@ static long builtin_settime(char *args)
         return CODE_USAGE;
     }
     /* FILETIME = 100 ns since 1601: epoch * 10^7 + 116444736000000000 */
-    target.hi = 0;
-    target.lo = epoch;
-    target = u64_mul_small(u64_mul_small(target, 10000UL), 1000UL);
-    unix_base.hi = 0x019DB1DEUL;
-    unix_base.lo = 0xD53E8000UL;
-    target = u64_add(target, unix_base);
+    u64_set(&target, 0UL, epoch);
+    u64_mul_small(&target, &target, 10000000UL);
+    u64_set(&unix_base, 0x019DB1DEUL, 0xD53E8000UL);
+    u64_add(&target, &target, &unix_base);
 
     GetSystemTime(&system_time);
     if (!SystemTimeToFileTime(&system_time, &file_time)) {
         port_win_error("cannot read the clock", "");
         return CODE_FAILED;
     }
-    now.hi = file_time.dwHighDateTime;
-    now.lo = file_time.dwLowDateTime;
-    if (u64_close(target, now, SETTIME_SLACK_100NS)) {
+    u64_set(&now, file_time.dwHighDateTime, file_time.dwLowDateTime);
+    if (u64_close(&target, &now, SETTIME_SLACK_100NS)) {
         port_line("clock already within 2 s");
         return CODE_OK;
     }
@@ -970,7 +920,7 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv) != 0) {
         return 2;
     }
-    make_crc_table();
+    crc32_init();
     if (open_port() != 0) {
         return 1;
     }

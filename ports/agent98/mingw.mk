@@ -3,8 +3,10 @@
 #
 #   make -f mingw.mk [SRC=dir] [OUT=path] [CC=i686-w64-mingw32-gcc]
 #
-# The object and the binary go to the current directory (or OUT); the source
-# is read from SRC (default: the directory of this file).
+# The objects and the binary go to the current directory (or OUT); the source
+# is read from SRC (default: the directory of this file), and the 64-bit
+# helpers and the CRC-32 from SHARED (default: SRC/../llama98), the llama98
+# port's own u64.c and crc32.c, so both programs use one copy.
 # - the same strict C89 flags as the llama98 port, for a Pentium II;
 # - subsystem and OS version 4.0, so Windows 95/98/NT4 accept the PE header;
 # - libgcc linked statically, so the program imports only KERNEL32.dll and
@@ -21,18 +23,23 @@ LDFLAGS = -static-libgcc -mconsole \
 	-Wl,--major-subsystem-version,4,--minor-subsystem-version,0 \
 	-Wl,--major-os-version,4,--minor-os-version,0
 
+SHARED ?= $(SRC)/../llama98
 OUT ?= agent98.exe
-CFLAGS = $(STRICT) $(ARCH) $(OPT) $(DEFS)
+OBJS = agent98.o u64.o crc32.o
+CFLAGS = $(STRICT) $(ARCH) $(OPT) $(DEFS) -I$(SHARED)
 
 all: $(OUT)
 
-$(OUT): agent98.o
-	$(CC) $(ARCH) $(OPT) -o $@ agent98.o $(LDFLAGS)
+$(OUT): $(OBJS)
+	$(CC) $(ARCH) $(OPT) -o $@ $(OBJS) $(LDFLAGS)
 
-agent98.o: $(SRC)/agent98.c
+agent98.o: $(SRC)/agent98.c $(SHARED)/u64.h $(SHARED)/crc32.h
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+%.o: $(SHARED)/%.c $(SHARED)/%.h
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 clean:
-	rm -f agent98.o $(OUT)
+	rm -f $(OBJS) $(OUT)
 
 .PHONY: all clean

@@ -3,8 +3,9 @@
 #
 #   wmake -f ports\agent98\watcom.mk SRC=ports\agent98
 #
-# The object and agent98.exe go to the current directory; the source is read
-# from SRC.  Written from the OpenWatcom documentation (not runnable on the
+# The objects and agent98.exe go to the current directory; the source is
+# read from SRC, and u64.c and crc32.c (shared with the llama98 port) from
+# SHARED (default SRC\..\llama98).  Written from the OpenWatcom documentation (not runnable on the
 # machines this was written on):
 #   -bt=nt        build target Win32 (links with system nt)
 #   -wx -we       all warnings, treated as errors
@@ -18,18 +19,28 @@
 # at run time.
 
 SRC = .
+SHARED = $(SRC)/../llama98
 CC = wcl386
 WARN = -wx -we -zq
 TARGET = -bt=nt -6r -ox -s
-CFLAGS = $(TARGET) $(WARN) -i=$(SRC)
+CFLAGS = $(TARGET) $(WARN) -i=$(SRC) -i=$(SHARED)
+STRICT = -za
+
+OBJS = agent98.obj u64.obj crc32.obj
 
 all: agent98.exe .SYMBOLIC
 
-agent98.exe: agent98.obj
-	wlink option quiet system nt runtime console=4.0 name $@ file { agent98.obj }
+agent98.exe: $(OBJS)
+	wlink option quiet system nt runtime console=4.0 name $@ file { $(OBJS) }
 
 agent98.obj: $(SRC)/agent98.c
 	$(CC) -c $(CFLAGS) -fo=$@ $[@
+
+u64.obj: $(SHARED)/u64.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+crc32.obj: $(SHARED)/crc32.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
 
 clean: .SYMBOLIC
 	rm -f *.obj agent98.exe

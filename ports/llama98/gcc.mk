@@ -1,6 +1,6 @@
 # gcc.mk - build llama98 with GCC (GNU make).
 #
-#   make -f gcc.mk [TARGET=native|native-asan|tiny686] [SRC=dir] [OUT=path]
+#   make -f gcc.mk [TARGET=native|native-asan|tiny686] [QDOT=c|mmx] [SRC=dir] [OUT=path]
 #
 # Run it from any directory: objects and the binary go to the current
 # directory (or OUT), the sources are read from SRC (default: the directory
@@ -10,10 +10,16 @@
 #   native-asan  AddressSanitizer + UBSan, aborting on the first report
 #   tiny686      gcc -m32 -march=pentium2 -O2 -static, for the i386 guest
 #
+# QDOT picks the integer dot products of the quantized matmuls (qdot.h):
+# mmx (qdot_mmx.c, the default for tiny686) or c (qdot.c, portable C89,
+# the default for the x86-64 targets and the only choice there).
+#
 # model.c (the forward pass) is built with -fexcess-precision=fast on the
 # x87 target: with -std=c89 GCC otherwise spills every float to memory to
 # round it, which costs a third of the instructions per token.  sampler.c
 # keeps strict rounding because sampling decisions compare float sums.
+# LLAMA98_FLOAT_LIBM: glibc has expf/cosf/sinf/powf, use them as llama2.c
+# does (fmath.h says why).
 
 SRC ?= $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 TARGET ?= native
@@ -35,15 +41,25 @@ ARCH = -m32 -march=pentium2
 OPT = -O2
 FASTFP = -fexcess-precision=fast
 LDFLAGS = -static
+QDOT ?= mmx
 else
 $(error unknown TARGET '$(TARGET)': use native, native-asan or tiny686)
 endif
 
+QDOT ?= c
+ifeq ($(QDOT),mmx)
+QDOT_NAME = qdot_mmx
+else ifeq ($(QDOT),c)
+QDOT_NAME = qdot
+else
+$(error unknown QDOT '$(QDOT)': use c or mmx)
+endif
+
 OUT ?= llama98
-NAMES = llama98 model tokenizer sampler timer u64 util
+NAMES = llama98 model tokenizer sampler timer u64 util crc32 $(QDOT_NAME)
 OBJS = $(addsuffix .o,$(NAMES))
 HEADERS = $(wildcard $(SRC)/*.h)
-CFLAGS = $(STRICT) $(ARCH) $(OPT)
+CFLAGS = $(STRICT) $(ARCH) $(OPT) -DLLAMA98_FLOAT_LIBM
 
 all: $(OUT)
 

@@ -184,21 +184,141 @@ static void write_report_token(FILE *r, const StepRecord *s)
     fprintf(r, "token pos=%d id=%d ticks=%s\n", s->pos, s->id, u64_to_dec(&s->ticks, num));
 }
 
+/* What one run needs between parsing and freeing: the report's destination,
+ * the step records kept for a report to stdout, and the timings. */
+typedef struct {
+    FILE *report;
+    int report_to_stdout;
+    StepRecord *records;
+    int n_records;
+    int *prompt_tokens;
+    int n_prompt;
+    int pos;
+    u64 hz, run_start, first_done, end;
+} Run;
+
+/* Opens the -r report: a file gets its header now and each token as it is
+ * made; "-" (stdout) keeps the records and prints them after the text. */
+static void open_report(Run *run, const Args *a, const u64 *seed, const Model *m, const Tokenizer *t)
+{
+    run->report = NULL;
+    run->report_to_stdout = 0;
+    run->records = NULL;
+    run->n_records = 0;
+    if (a->report == NULL) {
+        return;
+    }
+    if (strcmp(a->report, "-") == 0) {
+        run->report_to_stdout = 1;
+        run->records = (StepRecord *)xmalloc((double)a->steps * sizeof(StepRecord), "the report");
+        return;
+    }
+    run->report = fopen(a->report, "wb");
+    if (run->report == NULL) {
+        fatal("cannot open report %s for writing", a->report);
+    }
+    write_report_header(run->report, a, seed, m, t, run->prompt_tokens, run->n_prompt);
+    fflush(run->report);
+}
+
+/* llama2.c's generate(): the prompt is forced, then the sampler picks; the
+ * text streams to stdout and each step's ticks go to the report. */
+static void generate(Run *run, const Args *a, Model *model, Tokenizer *tok, Sampler *sampler)
+{
+    u64 t0, t1;
+    int token = run->prompt_tokens[0], next, started = 0;
+    run->pos = 0;
+    u64_set(&run->first_done, 0UL, 0UL);
+    timer_now(&run->run_start);
+    t1 = run->run_start;
+    while (run->pos < a->steps) {
+        StepRecord rec;
+        float *logits;
+        timer_now(&t0);
+        logits = model_forward(model, token, run->pos);
+        if (run->pos < run->n_prompt - 1) {
+            next = run->prompt_tokens[run->pos + 1];
+        } else {
+            next = sampler_sample(sampler, logits);
+        }
+        run->pos++;
+        if (next != 1) {
+            print_piece(tokenizer_decode(tok, token, next), stdout);
+            fflush(stdout);
+        }
+        timer_now(&t1);
+        rec.pos = run->pos - 1;
+        rec.id = next;
+        u64_sub(&rec.ticks, &t1, &t0);
+        if (run->records != NULL) {
+            run->records[run->n_records] = rec;
+        } else if (run->report != NULL) {
+            write_report_token(run->report, &rec);
+            fflush(run->report);
+        }
+        run->n_records++;
+        if (next == 1) {
+            break; /* BOS delimits sequences */
+        }
+        token = next;
+        if (!started) {
+            run->first_done = t1;
+            started = 1;
+        }
+    }
+    run->end = t1;
+    printf("\n");
+    fflush(stdout);
+}
+
+/* The tok/s line on stderr (as llama2.c prints it) and the report's end. */
+static void finish_report(Run *run, const Args *a, const u64 *seed, const Model *m, const Tokenizer *t)
+{
+    u64 total;
+    char num[24], num2[24];
+    int i;
+    u64_sub(&total, &run->end, &run->run_start);
+    if (run->pos > 1) {
+        u64 now, elapsed;
+        double ticks;
+        timer_now(&now);
+        u64_sub(&elapsed, &now, &run->first_done);
+        ticks = u64_to_double(&elapsed);
+        if (ticks < 1.0) {
+            ticks = 1.0; /* a clock too coarse for the run: avoid 1/0 */
+        }
+        fprintf(stderr, "achieved tok/s: %f\n", (run->pos - 1) * u64_to_double(&run->hz) / ticks);
+        /* msvcrt buffers stderr when it is a pipe (agent98): flush so the line precedes a -r - report */
+        fflush(stderr);
+    }
+    if (run->report_to_stdout) {
+        run->report = stdout;
+        write_report_header(run->report, a, seed, m, t, run->prompt_tokens, run->n_prompt);
+        for (i = 0; i < run->n_records; i++) {
+            write_report_token(run->report, &run->records[i]);
+        }
+    }
+    if (run->report != NULL) {
+        fprintf(run->report, "done tokens=%d ticks=%s hz=%s status=ok\n", run->n_records,
+                u64_to_dec(&total, num), u64_to_dec(&run->hz, num2));
+        if (fflush(run->report) != 0 || ferror(run->report)) {
+            fatal("writing the report %s failed", a->report);
+        }
+        if (!run->report_to_stdout && fclose(run->report) != 0) {
+            fatal("closing the report %s failed", a->report);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     Args args;
-    u64 seed, hz, run_start, first_done, t0, t1, total;
+    u64 seed;
     Model model;
     Tokenizer tok;
     Sampler sampler;
-    FILE *report = NULL;
-    int report_to_stdout = 0;
-    StepRecord *records = NULL;
-    int n_records = 0;
-    int *prompt_tokens;
-    int n_prompt, token, next, pos, started = 0, i;
+    Run run;
     const char *prompt;
-    char num[24], num2[24];
 
 #ifdef _WIN32
     /* the text is bytes: no "\r\n" translation, same output as Linux */
@@ -218,106 +338,18 @@ int main(int argc, char **argv)
     }
     tokenizer_load(&tok, args.tokenizer, model.config.vocab_size);
     sampler_init(&sampler, model.config.vocab_size, args.temperature, args.topp, &seed);
-
     prompt = args.prompt != NULL ? args.prompt : "";
-    prompt_tokens = (int *)xmalloc(((double)strlen(prompt) + 3.0) * sizeof(int), "the prompt");
-    n_prompt = tokenizer_encode(&tok, prompt, prompt_tokens);
+    run.prompt_tokens = (int *)xmalloc(((double)strlen(prompt) + 3.0) * sizeof(int), "the prompt");
+    run.n_prompt = tokenizer_encode(&tok, prompt, run.prompt_tokens);
 
     timer_init();
-    timer_hz(&hz);
-    if (args.report != NULL) {
-        if (strcmp(args.report, "-") == 0) {
-            report_to_stdout = 1;
-            records = (StepRecord *)xmalloc((double)args.steps * sizeof(StepRecord),
-                                            "the report");
-        } else {
-            report = fopen(args.report, "wb");
-            if (report == NULL) {
-                fatal("cannot open report %s for writing", args.report);
-            }
-            write_report_header(report, &args, &seed, &model, &tok, prompt_tokens, n_prompt);
-            fflush(report);
-        }
-    }
+    timer_hz(&run.hz);
+    open_report(&run, &args, &seed, &model, &tok);
+    generate(&run, &args, &model, &tok, &sampler);
+    finish_report(&run, &args, &seed, &model, &tok);
 
-    token = prompt_tokens[0];
-    pos = 0;
-    u64_set(&first_done, 0UL, 0UL);
-    timer_now(&run_start);
-    t1 = run_start;
-    while (pos < args.steps) {
-        StepRecord rec;
-        float *logits;
-        timer_now(&t0);
-        logits = model_forward(&model, token, pos);
-        if (pos < n_prompt - 1) {
-            next = prompt_tokens[pos + 1];
-        } else {
-            next = sampler_sample(&sampler, logits);
-        }
-        pos++;
-        if (next != 1) {
-            print_piece(tokenizer_decode(&tok, token, next), stdout);
-            fflush(stdout);
-        }
-        timer_now(&t1);
-        rec.pos = pos - 1;
-        rec.id = next;
-        u64_sub(&rec.ticks, &t1, &t0);
-        if (records != NULL) {
-            records[n_records] = rec;
-        } else if (report != NULL) {
-            write_report_token(report, &rec);
-            fflush(report);
-        }
-        n_records++;
-        if (next == 1) {
-            break; /* BOS delimits sequences */
-        }
-        token = next;
-        if (!started) {
-            first_done = t1;
-            started = 1;
-        }
-    }
-    printf("\n");
-    fflush(stdout);
-    u64_sub(&total, &t1, &run_start);
-
-    if (pos > 1) {
-        u64 end, elapsed;
-        double ticks;
-        timer_now(&end);
-        u64_sub(&elapsed, &end, &first_done);
-        ticks = u64_to_double(&elapsed);
-        if (ticks < 1.0) {
-            ticks = 1.0; /* a clock too coarse for the run: avoid 1/0 */
-        }
-        fprintf(stderr, "achieved tok/s: %f\n", (pos - 1) * u64_to_double(&hz) / ticks);
-        /* msvcrt buffers stderr when it is a pipe (agent98): flush so the line precedes a -r - report */
-        fflush(stderr);
-    }
-
-    if (report_to_stdout) {
-        report = stdout;
-        write_report_header(report, &args, &seed, &model, &tok, prompt_tokens, n_prompt);
-        for (i = 0; i < n_records; i++) {
-            write_report_token(report, &records[i]);
-        }
-    }
-    if (report != NULL) {
-        fprintf(report, "done tokens=%d ticks=%s hz=%s status=ok\n", n_records,
-                u64_to_dec(&total, num), u64_to_dec(&hz, num2));
-        if (fflush(report) != 0 || ferror(report)) {
-            fatal("writing the report %s failed", args.report);
-        }
-        if (!report_to_stdout && fclose(report) != 0) {
-            fatal("closing the report %s failed", args.report);
-        }
-    }
-
-    free(records);
-    free(prompt_tokens);
+    free(run.records);
+    free(run.prompt_tokens);
     sampler_free(&sampler);
     tokenizer_free(&tok);
     model_free(&model);

@@ -11,7 +11,8 @@
 # - __USE_MINGW_ANSI_STDIO=0: printf and its %f formatting come from
 #   msvcrt.dll itself, the C library the program meets on Windows 98, not
 #   from MinGW's static replacement (the default with -std=c89, kept explicit);
-# - model.c with -fexcess-precision=fast for the x87 (see gcc.mk).
+# - model.c with -fexcess-precision=fast for the x87 (see gcc.mk);
+# - QDOT=mmx (default): the MMX dot products of qdot_mmx.c; QDOT=c: qdot.c.
 
 SRC ?= $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 CC = i686-w64-mingw32-gcc
@@ -24,8 +25,15 @@ LDFLAGS = -static-libgcc -mconsole \
 	-Wl,--major-subsystem-version,4,--minor-subsystem-version,0 \
 	-Wl,--major-os-version,4,--minor-os-version,0
 
+QDOT ?= mmx
+ifeq ($(QDOT),mmx)
+QDOT_NAME = qdot_mmx
+else
+QDOT_NAME = qdot
+endif
+
 OUT ?= llama98.exe
-NAMES = llama98 model tokenizer sampler timer u64 util
+NAMES = llama98 model tokenizer sampler timer u64 util crc32 $(QDOT_NAME)
 OBJS = $(addsuffix .o,$(NAMES))
 HEADERS = $(wildcard $(SRC)/*.h)
 CFLAGS = $(STRICT) $(ARCH) $(OPT) $(DEFS)

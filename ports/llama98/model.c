@@ -3,11 +3,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "fmath.h"
 #include "model.h"
+#include "qdot.h"
 #include "sampler.h"
 #include "util.h"
 
-#define HEADER_BYTES 28
+#define V0_HEADER_BYTES 28
+#define AK42_HEADER_BYTES 256
+#define AK42_MAGIC 0x616B3432L
 
 static const char *const field_names[7] = {
     "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"
@@ -18,6 +22,13 @@ static const char *const field_names[7] = {
 static const long field_limits[7] = {
     65536L, 1048576L, 1024L, 65536L, 65536L, 1048576L, 1048576L
 };
+
+static const char *const tensor_names[7] = { "wq", "wk", "wv", "wo", "w1", "w2", "w3" };
+
+const char *weight_type_name(int type)
+{
+    return type == WT_Q8_0 ? "q8_0" : type == WT_TERNARY ? "ternary" : "fp32";
+}
 
 /* Forces a value through a 32-bit float in memory.  With x87 excess
  * precision a product could otherwise reach cos() or pow() unrounded and
@@ -74,60 +85,317 @@ static void validate_header(const char *path, long v[7], Config *c)
     c->seq_len = (int)v[6];
 }
 
-/* Number of floats the file must hold after the header, in double so that
+/* Reads the ak42 header's format fields (version 2: llama2.c's Q8_0 export;
+ * version 98: ours, FORMATS.md) after the seven dimensions. */
+static void read_ak42_flags(const char *path, const unsigned char *h, Config *c)
+{
+    int i;
+    long gs;
+    c->version = (int)read_le32(h + 4);
+    if (c->version != 2 && c->version != 98) {
+        fatal("checkpoint %s: ak42 format version %d is not supported (legacy v0, v2 Q8_0 and 98 ternary are)",
+              path, c->version);
+    }
+    if (h[36] > 1) {
+        fatal("checkpoint %s: shared-classifier byte is %d, expected 0 or 1", path, (int)h[36]);
+    }
+    c->shared = h[36];
+    c->ffn = FFN_SILU;
+    c->sub_norms = 0;
+    c->classifier_type = WT_F32;
+    if (c->version == 2) {
+        gs = read_le32(h + 37);
+        c->weight_type = WT_Q8_0;
+        if (gs <= 0 || gs > 65536L) {
+            fatal("checkpoint %s: group size %ld is out of range", path, gs);
+        }
+        if (c->dim % gs != 0) {
+            fatal("checkpoint %s: group size %ld does not divide dim %d", path, gs, c->dim);
+        }
+        if (c->hidden_dim % gs != 0) {
+            fatal("checkpoint %s: group size %ld does not divide hidden_dim %d", path, gs, c->hidden_dim);
+        }
+        c->group_size = (int)gs;
+        c->classifier_type = WT_Q8_0;
+        return;
+    }
+    c->weight_type = h[37];
+    c->ffn = h[38];
+    c->sub_norms = h[39];
+    c->classifier_type = h[40];
+    c->group_size = c->dim;
+    if (c->weight_type != WT_TERNARY) {
+        fatal("checkpoint %s: weight type %d is not supported in version 98 (2 = ternary)", path,
+              c->weight_type);
+    }
+    if (c->ffn > FFN_RELU2 || c->sub_norms > 1 || c->classifier_type > WT_Q8_0) {
+        fatal("checkpoint %s: bad version 98 flags ffn=%d sub_norms=%d classifier=%d", path, c->ffn,
+              c->sub_norms, c->classifier_type);
+    }
+    if (c->classifier_type == WT_Q8_0 && c->shared) {
+        fatal("checkpoint %s: an int8 classifier is stored on its own, the shared byte must be 0", path);
+    }
+    for (i = 41; i < AK42_HEADER_BYTES; i++) {
+        if (h[i] != 0) {
+            fatal("checkpoint %s: reserved header byte %d is %d, not 0", path, i, (int)h[i]);
+        }
+    }
+    if (c->dim % 4 != 0 || c->hidden_dim % 4 != 0) {
+        fatal("checkpoint %s: ternary rows pack 4 weights per byte: dim %d and hidden_dim %d must be "
+              "multiples of 4", path, c->dim, c->hidden_dim);
+    }
+}
+
+/* Bytes one tensor of `count` weights takes in the file. */
+static double tensor_bytes(const Config *c, int type, double count)
+{
+    if (type == WT_Q8_0) {
+        return count + 4.0 * count / (type == c->weight_type ? c->group_size : c->dim);
+    }
+    if (type == WT_TERNARY) {
+        return 4.0 + count / 4.0;
+    }
+    return 4.0 * count;
+}
+
+/* Number of bytes the file must hold after the header, in double so that
  * no header can overflow the computation. */
-static double expected_floats(const Config *c)
+static double expected_bytes(const Config *c)
 {
     double D = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size;
-    double S = c->seq_len;
     double hs = (double)(c->dim / c->n_heads);
     double kvd = hs * c->n_kv_heads;
-    double n = V * D;            /* token embedding */
-    n += L * D;                  /* rms_att */
-    n += L * D * D;              /* wq */
-    n += 2.0 * L * D * kvd;      /* wk, wv */
-    n += L * D * D;              /* wo */
-    n += L * D;                  /* rms_ffn */
-    n += 3.0 * L * D * H;        /* w1, w2, w3 */
-    n += D;                      /* rms_final */
-    n += S * hs;                 /* legacy freq_cis real and imaginary tables */
+    int wt = c->weight_type;
+    double n;
+    if (c->version == 0) {
+        n = V * D + 2.0 * L * D + 2.0 * L * D * D + 2.0 * L * D * kvd + 3.0 * L * D * H + D;
+        n += (double)c->seq_len * hs; /* legacy freq_cis real and imaginary tables */
+        if (!c->shared) {
+            n += V * D;
+        }
+        return 4.0 * n;
+    }
+    n = 4.0 * (2.0 * L * D + D);                                  /* norms */
+    if (c->sub_norms) {
+        n += 4.0 * L * (D + H);
+    }
+    n += tensor_bytes(c, c->version == 2 ? WT_Q8_0 : WT_F32, V * D);  /* embedding */
+    n += L * (2.0 * tensor_bytes(c, wt, D * D) + 2.0 * tensor_bytes(c, wt, kvd * D) +
+              3.0 * tensor_bytes(c, wt, D * H));
     if (!c->shared) {
-        n += V * D;              /* classifier */
+        n += tensor_bytes(c, c->classifier_type, V * D);
     }
     return n;
 }
 
-static void map_weights(Model *m)
+/* ---- reading v2 / v98 bodies tensor by tensor ---------------------------- */
+
+typedef struct {
+    FILE *f;
+    const char *path;
+    unsigned long *crc;
+    float *floats;          /* next free float */
+    unsigned char *bytes;   /* next free byte */
+} Reader;
+
+static void read_exact(Reader *r, unsigned char *dst, double n)
+{
+    double got = read_chunks(r->f, dst, n, r->crc);
+    if (got != n) {
+        fatal("checkpoint %s: truncated while reading weights", r->path);
+    }
+}
+
+static const float *take_floats(Reader *r, double count)
+{
+    float *p = r->floats;
+    read_exact(r, (unsigned char *)p, 4.0 * count);
+    r->floats += (size_t)count;
+    return p;
+}
+
+static void read_tensor(Reader *r, Tensor *t, int type, int group, double count, const char *what, int layer)
+{
+    memset(t, 0, sizeof(*t));
+    t->type = type;
+    t->group = group;
+    if (type == WT_F32) {
+        t->f = take_floats(r, count);
+    } else if (type == WT_Q8_0) {
+        t->q = (const signed char *)r->bytes;
+        read_exact(r, r->bytes, count);
+        r->bytes += (size_t)count;
+        t->s = take_floats(r, count / group);
+    } else {
+        const unsigned char *p, *end;
+        t->scale = *take_floats(r, 1.0);
+        r->floats--; /* the scale lives in the Tensor */
+        t->packed = r->bytes;
+        read_exact(r, r->bytes, count / 4.0);
+        end = r->bytes + (size_t)(count / 4.0);
+        for (p = r->bytes; p < end; p++) {
+            if (*p & (*p >> 1) & 0x55) {
+                fatal("checkpoint %s: ternary tensor %s of layer %d has the invalid 2-bit code 3 in byte %ld: "
+                      "wrong packing", r->path, what, layer, (long)(p - t->packed));
+            }
+        }
+        r->bytes += (size_t)(count / 4.0);
+        if (!(t->scale >= 0.0f) || t->scale > 1e30f) {
+            fatal("checkpoint %s: ternary tensor %s of layer %d has the scale %g", r->path, what, layer,
+                  (double)t->scale);
+        }
+    }
+}
+
+/* Space the floats and the int8/packed values of a v2/v98 body need. */
+static void body_space(const Config *c, int kv_dim, double *floats, double *bytes)
+{
+    double D = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size, K = kv_dim;
+    double layer_weights = 2.0 * D * D + 2.0 * K * D + 3.0 * D * H;
+    *floats = 2.0 * L * D + D + (c->sub_norms ? L * (D + H) : 0.0);
+    *bytes = 0.0;
+    if (c->version == 2) {
+        *bytes = V * D + L * layer_weights;
+        *floats += (V * D + L * layer_weights) / c->group_size;
+        if (!c->shared) {
+            *bytes += V * D;
+            *floats += V * D / c->group_size;
+        }
+        return;
+    }
+    *floats += V * D + 1.0; /* embedding, and the ternary scale's landing place */
+    *bytes = L * layer_weights / 4.0;
+    if (!c->shared) {
+        if (c->classifier_type == WT_Q8_0) {
+            *bytes += V * D;
+            *floats += V;
+        } else {
+            *floats += V * D;
+        }
+    }
+}
+
+static void read_ak42_body(Model *m, FILE *f, const char *path)
 {
     const Config *c = &m->config;
     Weights *w = &m->weights;
-    const float *p = m->data;
+    Reader r;
+    double nf, nb;
+    int L = c->n_layers, D = c->dim, H = c->hidden_dim, K = m->kv_dim;
+    int k, l, wt = c->weight_type, gs = c->group_size;
+    /* wq, wk, wv, wo, w1, w2, w3: rows and columns */
+    int rows[7], cols[7];
+    rows[0] = D; cols[0] = D;
+    rows[1] = K; cols[1] = D;
+    rows[2] = K; cols[2] = D;
+    rows[3] = D; cols[3] = D;
+    rows[4] = H; cols[4] = D;
+    rows[5] = D; cols[5] = H;
+    rows[6] = H; cols[6] = D;
+
+    body_space(c, K, &nf, &nb);
+    m->floats = (float *)xmalloc(4.0 * nf, "the checkpoint weights");
+    m->bytes = (unsigned char *)xmalloc(nb, "the checkpoint weights");
+    m->layer_tensors = (Tensor *)xmalloc(7.0 * L * sizeof(Tensor), "the weight table");
+    r.f = f;
+    r.path = path;
+    r.crc = &m->crc32;
+    r.floats = m->floats;
+    r.bytes = m->bytes;
+
+    w->rms_att = take_floats(&r, (double)L * D);
+    w->rms_ffn = take_floats(&r, (double)L * D);
+    w->rms_final = take_floats(&r, D);
+    w->sub_att = NULL;
+    w->sub_ffn = NULL;
+    if (c->sub_norms) {
+        w->sub_att = take_floats(&r, (double)L * D);
+        w->sub_ffn = take_floats(&r, (double)L * H);
+    }
+    read_tensor(&r, &w->token_embedding, c->version == 2 ? WT_Q8_0 : WT_F32, gs, (double)c->vocab_size * D,
+                "embedding", 0);
+    w->wq = m->layer_tensors;
+    w->wk = w->wq + L;
+    w->wv = w->wk + L;
+    w->wo = w->wv + L;
+    w->w1 = w->wo + L;
+    w->w2 = w->w1 + L;
+    w->w3 = w->w2 + L;
+    for (k = 0; k < 7; k++) {
+        for (l = 0; l < L; l++) {
+            read_tensor(&r, m->layer_tensors + k * L + l, wt, gs, (double)rows[k] * cols[k], tensor_names[k], l);
+        }
+    }
+    if (c->shared) {
+        w->wcls = w->token_embedding;
+    } else {
+        read_tensor(&r, &w->wcls, c->classifier_type, c->classifier_type == wt ? gs : D,
+                    (double)c->vocab_size * D, "classifier", 0);
+    }
+}
+
+static void map_v0_weights(Model *m)
+{
+    const Config *c = &m->config;
+    Weights *w = &m->weights;
+    const float *p = (const float *)m->data;
+    const float *wq, *wk, *wv, *wo, *w1, *w2, *w3;
     size_t D = (size_t)c->dim, H = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
-    size_t kvd = (size_t)m->kv_dim;
-    w->token_embedding = p;
+    size_t kvd = (size_t)m->kv_dim, l;
+    Tensor *t;
+    memset(&w->token_embedding, 0, sizeof(Tensor));
+    w->token_embedding.type = WT_F32;
+    w->token_embedding.f = p;
     p += (size_t)c->vocab_size * D;
     w->rms_att = p;
     p += L * D;
-    w->wq = p;
+    wq = p;
     p += L * D * D;
-    w->wk = p;
+    wk = p;
     p += L * D * kvd;
-    w->wv = p;
+    wv = p;
     p += L * D * kvd;
-    w->wo = p;
+    wo = p;
     p += L * D * D;
     w->rms_ffn = p;
     p += L * D;
-    w->w1 = p;
+    w1 = p;
     p += L * D * H;
-    w->w2 = p;
+    w2 = p;
     p += L * H * D;
-    w->w3 = p;
+    w3 = p;
     p += L * D * H;
     w->rms_final = p;
     p += D;
     p += (size_t)c->seq_len * (size_t)m->head_size; /* skip freq_cis tables */
-    w->wcls = c->shared ? w->token_embedding : p;
+    w->wcls = w->token_embedding;
+    if (!c->shared) {
+        w->wcls.f = p;
+    }
+    w->sub_att = NULL;
+    w->sub_ffn = NULL;
+    m->layer_tensors = (Tensor *)xmalloc(7.0 * (double)L * sizeof(Tensor), "the weight table");
+    memset(m->layer_tensors, 0, 7 * L * sizeof(Tensor));
+    t = m->layer_tensors;
+    w->wq = t;
+    w->wk = t + L;
+    w->wv = t + 2 * L;
+    w->wo = t + 3 * L;
+    w->w1 = t + 4 * L;
+    w->w2 = t + 5 * L;
+    w->w3 = t + 6 * L;
+    for (l = 0; l < L; l++) {
+        w->wq[l].f = wq + l * D * D;
+        w->wk[l].f = wk + l * D * kvd;
+        w->wv[l].f = wv + l * D * kvd;
+        w->wo[l].f = wo + l * D * D;
+        w->w1[l].f = w1 + l * D * H;
+        w->w2[l].f = w2 + l * D * H;
+        w->w3[l].f = w3 + l * D * H;
+    }
+    for (l = 0; l < 7 * L; l++) {
+        t[l].type = WT_F32;
+    }
 }
 
 static float *alloc_floats(double count, const char *what)
@@ -141,6 +409,7 @@ static void alloc_state(Model *m)
     RunState *s = &m->state;
     double kv = (double)c->n_layers * c->seq_len * m->kv_dim;
     int half = m->head_size / 2;
+    int widest = c->hidden_dim > c->dim ? c->hidden_dim : c->dim;
     int i;
     s->x = alloc_floats(c->dim, "activations");
     s->xb = alloc_floats(c->dim, "activations");
@@ -155,24 +424,55 @@ static void alloc_state(Model *m)
     s->rope_freq = alloc_floats(half, "RoPE tables");
     s->rope_cos = alloc_floats(half, "RoPE tables");
     s->rope_sin = alloc_floats(half, "RoPE tables");
+    s->aq = (signed char *)xmalloc(widest, "activations");
+    s->as = alloc_floats(widest, "activations");
+    s->a16 = (short *)xmalloc((double)widest * sizeof(short), "activations");
+    s->sums = (long *)xmalloc((double)widest * sizeof(long), "activations");
     /* llama2.c: freq = 1.0f / powf(10000.0f, head_dim / (float)head_size),
      * each step rounded to float as IEEE single arithmetic would. */
     for (i = 0; i < half; i++) {
         float exponent = round_float((float)(2 * i) / (float)m->head_size);
-        float power = round_float((float)pow(10000.0, (double)exponent));
+        float power = round_float(F_POW(10000.0f, exponent));
         s->rope_freq[i] = round_float(1.0f / power);
     }
     s->sqrt_head_size = round_float((float)sqrt((double)m->head_size));
 }
 
+/* Bytes of weights one token's forward pass reads: every matrix once, one
+ * embedding row, the norms. */
+static double tensor_read_bytes(const Config *c, const Tensor *t, double rows, double cols)
+{
+    (void)c;
+    if (t->type == WT_Q8_0) {
+        return rows * cols * (1.0 + 4.0 / t->group);
+    }
+    if (t->type == WT_TERNARY) {
+        return 4.0 + rows * cols / 4.0;
+    }
+    return 4.0 * rows * cols;
+}
+
+static double weight_bytes_per_token(const Model *m)
+{
+    const Config *c = &m->config;
+    const Weights *w = &m->weights;
+    double D = c->dim, H = c->hidden_dim, L = c->n_layers, K = m->kv_dim, V = c->vocab_size;
+    double n = tensor_read_bytes(c, &w->token_embedding, 1.0, D);
+    n += 4.0 * (2.0 * L * D + D + (c->sub_norms ? L * (D + H) : 0.0));
+    n += L * (2.0 * tensor_read_bytes(c, w->wq, D, D) + 2.0 * tensor_read_bytes(c, w->wk, K, D) +
+              3.0 * tensor_read_bytes(c, w->w1, H, D));
+    n += tensor_read_bytes(c, &w->wcls, V, D);
+    return n;
+}
+
 void model_load(Model *m, const char *path)
 {
     FILE *f;
-    unsigned char header[HEADER_BYTES];
+    unsigned char header[AK42_HEADER_BYTES];
     long v[7];
     long size;
     double expected, body, got;
-    int i;
+    int i, header_bytes = V0_HEADER_BYTES;
 
     memset(m, 0, sizeof(*m));
     f = fopen(path, "rb");
@@ -184,30 +484,54 @@ void model_load(Model *m, const char *path)
         fclose(f);
         fatal("cannot determine the size of checkpoint %s", path);
     }
-    if (size < HEADER_BYTES || fread(header, 1, HEADER_BYTES, f) != HEADER_BYTES) {
+    if (size < V0_HEADER_BYTES || fread(header, 1, V0_HEADER_BYTES, f) != V0_HEADER_BYTES) {
         fclose(f);
         fatal("checkpoint %s is %ld bytes, shorter than the %d-byte header",
-              path, size, HEADER_BYTES);
+              path, size, V0_HEADER_BYTES);
     }
-    m->crc32 = crc32_update(0UL, header, HEADER_BYTES);
+    if (read_le32(header) == AK42_MAGIC) {
+        header_bytes = AK42_HEADER_BYTES;
+        if (size < AK42_HEADER_BYTES ||
+            fread(header + V0_HEADER_BYTES, 1, AK42_HEADER_BYTES - V0_HEADER_BYTES, f) !=
+                AK42_HEADER_BYTES - V0_HEADER_BYTES) {
+            fclose(f);
+            fatal("checkpoint %s is %ld bytes, shorter than the %d-byte ak42 header", path, size,
+                  AK42_HEADER_BYTES);
+        }
+    }
+    m->crc32 = crc32_update(0UL, header, (size_t)header_bytes);
     for (i = 0; i < 7; i++) {
-        v[i] = read_le32(header + 4 * i);
+        v[i] = read_le32(header + 4 * i + (header_bytes == V0_HEADER_BYTES ? 0 : 8));
     }
     validate_header(path, v, &m->config);
+    m->config.version = 0;
+    m->config.weight_type = WT_F32;
+    m->config.classifier_type = WT_F32;
+    if (header_bytes == AK42_HEADER_BYTES) {
+        if (!m->config.shared) {
+            fatal("checkpoint %s: vocab_size must be positive in an ak42 header", path);
+        }
+        read_ak42_flags(path, header, &m->config);
+    }
     m->head_size = m->config.dim / m->config.n_heads;
     m->kv_dim = m->head_size * m->config.n_kv_heads;
-    expected = HEADER_BYTES + 4.0 * expected_floats(&m->config);
+    expected = header_bytes + expected_bytes(&m->config);
     if (expected != (double)size) {
         fclose(f);
-        fatal("checkpoint %s: its header implies %.0f bytes but the file has %ld bytes",
-              path, expected, size);
+        fatal("checkpoint %s: its header implies %.0f bytes but the file has %ld bytes%s",
+              path, expected, size, expected > (double)size ? " (truncated?)" : "");
     }
-    body = (double)size - HEADER_BYTES;
-    m->data = alloc_floats(body / 4.0, "the checkpoint weights");
-    got = read_chunks(f, (unsigned char *)m->data, body, &m->crc32);
-    if (got != body) {
-        fclose(f);
-        fatal("checkpoint %s: read only %.0f of %.0f weight bytes", path, got, body);
+    body = (double)size - header_bytes;
+    if (m->config.version == 0) {
+        m->data = (unsigned char *)xmalloc(body, "the checkpoint weights");
+        got = read_chunks(f, m->data, body, &m->crc32);
+        if (got != body) {
+            fclose(f);
+            fatal("checkpoint %s: read only %.0f of %.0f weight bytes", path, got, body);
+        }
+        map_v0_weights(m);
+    } else {
+        read_ak42_body(m, f, path);
     }
     if (fgetc(f) != EOF) {
         fclose(f);
@@ -215,7 +539,7 @@ void model_load(Model *m, const char *path)
     }
     fclose(f);
     m->file_bytes = size;
-    map_weights(m);
+    m->weight_bytes_per_token = weight_bytes_per_token(m);
     alloc_state(m);
 }
 
@@ -235,7 +559,14 @@ void model_free(Model *m)
     free(s->rope_freq);
     free(s->rope_cos);
     free(s->rope_sin);
+    free(s->aq);
+    free(s->as);
+    free(s->a16);
+    free(s->sums);
     free(m->data);
+    free(m->floats);
+    free(m->bytes);
+    free(m->layer_tensors);
     memset(m, 0, sizeof(*m));
 }
 
@@ -284,7 +615,7 @@ static void dot2(const float *a, const float *b, const float *x, int n, float *o
     out[1] = vb;
 }
 
-/* W (d, n) @ x (n) -> xout (d) */
+/* W (d, n) @ x (n) -> xout (d), fp32 */
 static void matmul(float *xout, const float *x, const float *w, int n, int d)
 {
     int i = 0;
@@ -295,6 +626,106 @@ static void matmul(float *xout, const float *x, const float *w, int n, int d)
     for (; i < d; i++) {
         xout[i] = dot(w, x, n);
         w += n;
+    }
+}
+
+/* llama2.c runq's quantize(): symmetric int8 in groups, scale = max|x| /
+ * 127, value = round(x / scale) with halves away from zero.  The scale and
+ * the quotient are rounded to float as an SSE build rounds them. */
+static void quantize(signed char *q, float *s, const float *x, int n, int group)
+{
+    int g, i;
+    for (g = 0; g < n; g += group) {
+        float wmax = 0.0f, scale;
+        for (i = 0; i < group; i++) {
+            float a = (float)fabs((double)x[g + i]);
+            if (a > wmax) {
+                wmax = a;
+            }
+        }
+        scale = round_float(wmax / 127.0f);
+        s[g / group] = scale;
+        for (i = 0; i < group; i++) {
+            long r = 0;
+            if (scale != 0.0f) {
+                double v = (double)round_float(x[g + i] / scale);
+                r = v >= 0.0 ? (long)(v + 0.5) : -(long)(-v + 0.5);
+            }
+            q[g + i] = (signed char)r;
+        }
+    }
+}
+
+/* The quantized activation widened to int16 once per matrix (qdot.h). */
+static void widen(short *x16, const signed char *xq, int n)
+{
+    int i;
+    for (i = 0; i < n; i++) {
+        x16[i] = xq[i];
+    }
+}
+
+/* runq's matmul: an exact integer sum per group, then
+ * val += ((float)sum * w_scale) * x_scale, group after group. */
+static void matmul_q8(float *xout, const short *xq, const float *xs, const Tensor *w, int n, int d,
+                      long *sums)
+{
+    int i, g, groups = n / w->group;
+    const signed char *row = w->q;
+    const float *ws = w->s;
+    for (i = 0; i < d; i++) {
+        float val = 0.0f;
+        qdot_i8_groups(xq, row, n, w->group, sums);
+        for (g = 0; g < groups; g++) {
+            val += ((float)sums[g] * ws[g]) * xs[g];
+        }
+        xout[i] = val;
+        row += n;
+        ws += groups;
+    }
+}
+
+/* Ternary (BitNet b1.58): the activation is one int8 group (absmax per
+ * token), each row an exact integer sum, then ((float)sum * mean|W|) * x_scale. */
+static void matmul_ternary(float *xout, const short *xq, float xs, const Tensor *w, int n, int d)
+{
+    int i;
+    const unsigned char *row = w->packed;
+    for (i = 0; i < d; i++) {
+        long ival = qdot_t2(xq, row, n);
+        xout[i] = ((float)ival * w->scale) * xs;
+        row += n / 4;
+    }
+}
+
+/* The one matmul dispatch: W (d, n) @ x (n) -> xout (d), in W's type.
+ * Quantized types quantize x first (as runq does before each product). */
+static void linear(RunState *s, float *xout, const float *x, const Tensor *w, int n, int d)
+{
+    if (w->type == WT_F32) {
+        matmul(xout, x, w->f, n, d);
+    } else if (w->type == WT_Q8_0) {
+        quantize(s->aq, s->as, x, n, w->group);
+        widen(s->a16, s->aq, n);
+        matmul_q8(xout, s->a16, s->as, w, n, d, s->sums);
+    } else {
+        quantize(s->aq, s->as, x, n, n);
+        widen(s->a16, s->aq, n);
+        matmul_ternary(xout, s->a16, s->as[0], w, n, d);
+    }
+}
+
+/* Row `token` of the embedding, dequantized as runq does (q * scale). */
+static void embed(float *x, const Tensor *e, int token, int dim)
+{
+    size_t off = (size_t)token * (size_t)dim;
+    int i;
+    if (e->type == WT_F32) {
+        memcpy(x, e->f + off, (size_t)dim * sizeof(float));
+        return;
+    }
+    for (i = 0; i < dim; i++) {
+        x[i] = (float)e->q[off + i] * e->s[(off + i) / e->group];
     }
 }
 
@@ -379,54 +810,66 @@ float *model_forward(Model *m, int token, int pos)
     float *x = s->x;
     int l, i;
 
-    memcpy(x, w->token_embedding + (size_t)token * (size_t)dim, (size_t)dim * sizeof(float));
+    embed(x, &w->token_embedding, token, dim);
 
     /* The rotation angles depend only on the position: llama2.c recomputes
      * them for every pair of every layer, the results are the same. */
     for (i = 0; i < half; i++) {
         float val = round_float((float)pos * s->rope_freq[i]);
-        s->rope_cos[i] = round_float((float)cos((double)val));
-        s->rope_sin[i] = round_float((float)sin((double)val));
+        s->rope_cos[i] = round_float(F_COS(val));
+        s->rope_sin[i] = round_float(F_SIN(val));
     }
 
     for (l = 0; l < c->n_layers; l++) {
         size_t loff = (size_t)l * (size_t)c->seq_len * (size_t)kv_dim;
         float *k = s->key_cache + loff + (size_t)pos * (size_t)kv_dim;
         float *v = s->value_cache + loff + (size_t)pos * (size_t)kv_dim;
-        size_t ldd = (size_t)l * (size_t)dim * (size_t)dim;
-        size_t ldk = (size_t)l * (size_t)dim * (size_t)kv_dim;
-        size_t ldh = (size_t)l * (size_t)dim * (size_t)hidden;
 
         rmsnorm(s->xb, x, w->rms_att + (size_t)l * dim, dim);
-        matmul(s->q, s->xb, w->wq + ldd, dim, dim);
-        matmul(k, s->xb, w->wk + ldk, dim, kv_dim);
-        matmul(v, s->xb, w->wv + ldk, dim, kv_dim);
+        linear(s, s->q, s->xb, &w->wq[l], dim, dim);
+        linear(s, k, s->xb, &w->wk[l], dim, kv_dim);
+        linear(s, v, s->xb, &w->wv[l], dim, kv_dim);
         rope_rotate(s->q, dim, s, m->head_size);
         rope_rotate(k, kv_dim, s, m->head_size);
 
         attention(m, l, pos);
 
-        matmul(s->xb2, s->xb, w->wo + ldd, dim, dim);
+        if (w->sub_att != NULL) {
+            rmsnorm(s->xb, s->xb, w->sub_att + (size_t)l * dim, dim);
+        }
+        linear(s, s->xb2, s->xb, &w->wo[l], dim, dim);
         for (i = 0; i < dim; i++) {
             x[i] += s->xb2[i];
         }
 
         rmsnorm(s->xb, x, w->rms_ffn + (size_t)l * dim, dim);
-        matmul(s->hb, s->xb, w->w1 + ldh, dim, hidden);
-        matmul(s->hb2, s->xb, w->w3 + ldh, dim, hidden);
-        for (i = 0; i < hidden; i++) {
-            float val = s->hb[i];
-            val *= (1.0f / (1.0f + (float)exp((double)-val)));
-            val *= s->hb2[i];
-            s->hb[i] = val;
+        linear(s, s->hb, s->xb, &w->w1[l], dim, hidden);
+        linear(s, s->hb2, s->xb, &w->w3[l], dim, hidden);
+        if (c->ffn == FFN_RELU2) {
+            for (i = 0; i < hidden; i++) {
+                float val = s->hb[i] > 0.0f ? s->hb[i] : 0.0f;
+                val *= val;
+                val *= s->hb2[i];
+                s->hb[i] = val;
+            }
+        } else {
+            for (i = 0; i < hidden; i++) {
+                float val = s->hb[i];
+                val *= (1.0f / (1.0f + F_EXP(-val)));
+                val *= s->hb2[i];
+                s->hb[i] = val;
+            }
         }
-        matmul(s->xb, s->hb, w->w2 + ldh, hidden, dim);
+        if (w->sub_ffn != NULL) {
+            rmsnorm(s->hb, s->hb, w->sub_ffn + (size_t)l * hidden, hidden);
+        }
+        linear(s, s->xb, s->hb, &w->w2[l], hidden, dim);
         for (i = 0; i < dim; i++) {
             x[i] += s->xb[i];
         }
     }
 
     rmsnorm(x, x, w->rms_final, dim);
-    matmul(s->logits, x, w->wcls, dim, c->vocab_size);
+    linear(s, s->logits, x, &w->wcls, dim, c->vocab_size);
     return s->logits;
 }

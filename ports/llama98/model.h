@@ -1,11 +1,24 @@
-/* model.h - llama2.c legacy (v0) checkpoints: validated loading and the
+/* model.h - llama2.c checkpoints (legacy v0 fp32, v2 Q8_0) and the llama98
+ * ternary format (version 98, see FORMATS.md): validated loading and the
  * Llama-2 forward pass.
  *
- * The float operations run in exactly the order llama2.c's run.c uses, so
- * an IEEE single-precision build prints the same text as llama2.c.
+ * The float operations run in exactly the order llama2.c's run.c (fp32) and
+ * runq.c (Q8_0) use, so an IEEE single-precision build prints the same text
+ * as llama2.c.  Every weight matrix is a Tensor and every product goes
+ * through one dispatch (linear() in model.c), whatever the file stored.
  */
 #ifndef LLAMA98_MODEL_H
 #define LLAMA98_MODEL_H
+
+/* Weight types: the values of the weight-type byte of a version 98 header
+ * (FORMATS.md); fp32 and Q8_0 are also what v0 and v2 files hold. */
+#define WT_F32 0
+#define WT_Q8_0 1
+#define WT_TERNARY 2
+
+/* Feed-forward variants (version 98 header byte "ffn"). */
+#define FFN_SILU 0   /* w2(silu(w1 x) * w3 x), Llama */
+#define FFN_RELU2 1  /* w2(relu(w1 x)^2 * w3 x), BitNet b1.58 2B4T */
 
 typedef struct {
     int dim;
@@ -16,21 +29,34 @@ typedef struct {
     int vocab_size; /* always positive here; see shared */
     int seq_len;
     int shared;     /* 1 when the classifier is the embedding table */
+    int version;    /* 0, 2 or 98: the file format */
+    int weight_type;     /* WT_*: the type of wq..w3 */
+    int group_size;      /* Q8_0 group size (version 2) */
+    int ffn;             /* FFN_* */
+    int sub_norms;       /* 1: RMSNorm before wo and before w2 (BitNet) */
+    int classifier_type; /* WT_F32 or WT_Q8_0 (version 98) */
 } Config;
 
+/* One weight matrix (rows, cols), row-major, in one of the weight types. */
 typedef struct {
-    const float *token_embedding;  /* (vocab, dim) */
-    const float *rms_att;          /* (layer, dim) */
-    const float *wq;               /* (layer, dim, dim) */
-    const float *wk;               /* (layer, kv_dim, dim) */
-    const float *wv;               /* (layer, kv_dim, dim) */
-    const float *wo;               /* (layer, dim, dim) */
-    const float *rms_ffn;          /* (layer, dim) */
-    const float *w1;               /* (layer, hidden, dim) */
-    const float *w2;               /* (layer, dim, hidden) */
-    const float *w3;               /* (layer, hidden, dim) */
-    const float *rms_final;        /* (dim) */
-    const float *wcls;             /* (vocab, dim) */
+    int type;                     /* WT_* */
+    int group;                    /* WT_Q8_0: values per scale */
+    const float *f;               /* WT_F32 */
+    const signed char *q;         /* WT_Q8_0: int8 values */
+    const float *s;               /* WT_Q8_0: one scale per group */
+    const unsigned char *packed;  /* WT_TERNARY: 4 weights per byte */
+    float scale;                  /* WT_TERNARY: mean |W| */
+} Tensor;
+
+typedef struct {
+    Tensor token_embedding;  /* (vocab, dim); WT_F32 or WT_Q8_0 */
+    const float *rms_att;    /* (layer, dim) */
+    const float *rms_ffn;    /* (layer, dim) */
+    const float *rms_final;  /* (dim) */
+    const float *sub_att;    /* (layer, dim) or NULL */
+    const float *sub_ffn;    /* (layer, hidden) or NULL */
+    Tensor *wq, *wk, *wv, *wo, *w1, *w2, *w3; /* one per layer */
+    Tensor wcls;             /* (vocab, dim) */
 } Weights;
 
 typedef struct {
@@ -42,6 +68,10 @@ typedef struct {
     float *rope_freq;    /* (head_size / 2), fixed for the model */
     float *rope_cos;     /* (head_size / 2), for the current position */
     float *rope_sin;
+    signed char *aq;     /* quantized activation (max(dim, hidden)) */
+    float *as;           /* its scales */
+    short *a16;          /* aq widened to int16, for qdot.h */
+    long *sums;          /* one row's integer group sums */
     float sqrt_head_size;
 } RunState;
 
@@ -49,9 +79,13 @@ typedef struct {
     Config config;
     Weights weights;
     RunState state;
-    float *data;           /* everything after the header, as read */
+    unsigned char *data;   /* v0: everything after the header, as read */
+    float *floats;         /* v2/v98: norms, fp32 embedding/classifier, scales */
+    unsigned char *bytes;  /* v2/v98: int8 and packed ternary values */
+    Tensor *layer_tensors; /* 7 * n_layers */
     long file_bytes;
     unsigned long crc32;   /* of every byte read from the file */
+    double weight_bytes_per_token; /* bytes of weights one forward pass reads */
     int head_size;
     int kv_dim;
 } Model;
@@ -62,5 +96,7 @@ void model_load(Model *m, const char *path);
 /* Runs one position and returns the logits (vocab_size floats). */
 float *model_forward(Model *m, int token, int pos);
 void model_free(Model *m);
+/* "fp32", "q8_0" or "ternary": the weight type's name. */
+const char *weight_type_name(int type);
 
 #endif

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "fmath.h"
 #include "sampler.h"
 #include "util.h"
 
@@ -68,7 +69,7 @@ void softmax(float *x, int size)
         }
     }
     for (i = 0; i < size; i++) {
-        x[i] = (float)exp((double)(x[i] - max_val));
+        x[i] = F_EXP(x[i] - max_val);
         sum += x[i];
     }
     for (i = 0; i < size; i++) {

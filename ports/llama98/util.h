@@ -1,4 +1,4 @@
-/* util.h - error exit, checked allocation, CRC-32 and chunked file reading.
+/* util.h - error exit, checked allocation and chunked file reading.
  *
  * Every failure a user can cause ends in fatal(): one line on stderr that
  * starts with "llama98: error: " and exit code 1, never a crash.
@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stddef.h>
+#include "crc32.h"
 
 /* The largest single allocation or file we accept: it keeps every element
  * count below 2^31 so int indexes never overflow on any target. */
@@ -16,9 +17,6 @@
 void fatal(const char *fmt, ...);
 /* bytes is a double so callers can pass sizes computed without overflow. */
 void *xmalloc(double bytes, const char *what);
-
-void crc32_init(void);
-unsigned long crc32_update(unsigned long crc, const unsigned char *p, size_t n);
 
 /* Size of an open binary file in bytes, or -1 when it cannot be found. */
 long file_size(FILE *f);

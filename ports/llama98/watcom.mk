@@ -11,7 +11,8 @@
 #   -ox -s        full optimisation, no stack-overflow checks
 #   runtime console=4.0   PE subsystem version 4.0 (Windows 98 refuses newer)
 # llama98.c and timer.c include <io.h>/<windows.h>, which need the Watcom
-# extensions, so they are built without -za (still -wx -we).
+# extensions, so they are built without -za (still -wx -we); so is
+# qdot_mmx.c, the MMX dot products in _asm blocks (qdot.c is the C89 one).
 
 SRC = .
 CC = wcl386
@@ -20,7 +21,7 @@ TARGET = -bt=nt -6r -fp6 -ox -s
 CFLAGS = $(TARGET) $(WARN) -i=$(SRC)
 STRICT = -za
 
-OBJS = llama98.obj model.obj tokenizer.obj sampler.obj timer.obj u64.obj util.obj
+OBJS = llama98.obj model.obj tokenizer.obj sampler.obj timer.obj u64.obj util.obj crc32.obj qdot_mmx.obj
 
 all: llama98.exe .SYMBOLIC
 
@@ -59,6 +60,12 @@ bpe.obj: $(SRC)/bpe.c
 	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
 
 unicode_tables.obj: $(SRC)/unicode_tables.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+qdot_mmx.obj: $(SRC)/qdot_mmx.c
+	$(CC) -c $(CFLAGS) -fo=$@ $[@
+
+crc32.obj: $(SRC)/crc32.c
 	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
 
 clean: .SYMBOLIC

@@ -77,7 +77,7 @@ def _deterministic(state: BisectState, binary: Path, key: str, load: Workload) -
 def _tok_s_samples(state: BisectState, binary: Path, load: Workload, runs: int) -> list[float]:
     with quiet():
         return [run.tok_s for run in run_in_guest(binary, load, vm=state.vm, runs=runs,
-                                                  steps=WALL_STEPS[load.name], cli=state.cli)]
+                                                  steps=WALL_STEPS[load.name.split(":")[0]], cli=state.cli)]
 
 
 def tok_s_decision(good: list[float], samples: list[float], threshold: float) -> str | None:
