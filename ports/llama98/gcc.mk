@@ -65,7 +65,7 @@ all: $(OUT)
 
 # bpetool: the test driver of the byte-level BPE tokenizer (bpe.c), not part
 # of llama98 yet: `make -f gcc.mk bpetool`.
-BPE_NAMES = bpetool bpe unicode_tables util
+BPE_NAMES = bpetool bpe unicode_tables util crc32
 BPE_OBJS = $(addsuffix .o,$(BPE_NAMES))
 
 bpetool: $(BPE_OBJS)

@@ -42,7 +42,7 @@ all: $(OUT)
 
 # bpetool: the test driver of the byte-level BPE tokenizer (bpe.c), not part
 # of llama98 yet: `make -f mingw.mk bpetool.exe`.
-BPE_NAMES = bpetool bpe unicode_tables util
+BPE_NAMES = bpetool bpe unicode_tables util crc32
 BPE_OBJS = $(addsuffix .o,$(BPE_NAMES))
 
 bpetool.exe: $(BPE_OBJS)

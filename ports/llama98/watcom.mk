@@ -50,8 +50,8 @@ util.obj: $(SRC)/util.c
 	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
 
 # bpetool.exe: the test driver of the byte-level BPE tokenizer (bpe.c).
-bpetool.exe: bpetool.obj bpe.obj unicode_tables.obj util.obj
-	wlink option quiet system nt runtime console=4.0 name $@ file { bpetool.obj bpe.obj unicode_tables.obj util.obj }
+bpetool.exe: bpetool.obj bpe.obj unicode_tables.obj util.obj crc32.obj
+	wlink option quiet system nt runtime console=4.0 name $@ file { bpetool.obj bpe.obj unicode_tables.obj util.obj crc32.obj }
 
 bpetool.obj: $(SRC)/bpetool.c
 	$(CC) -c $(CFLAGS) -fo=$@ $[@
