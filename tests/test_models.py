@@ -13,8 +13,8 @@ from harness.port.models import ModelChoiceError, choose_model, tokenizer_entrie
 from tests.port_helpers import fixture
 
 
-def test_named_model_comes_from_the_fixture_dir() -> None:
-    fixture("stories260K.bin")
+def test_named_model_comes_from_the_fixture_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLAMA98_FIXTURE_DIR", str(fixture("stories260K.bin").parent))
     choice = choose_model("stories260K", allow_download=False)
     assert choice.checkpoint.name == "stories260K.bin" and choice.tokenizer.name == "tok512.bin"
     assert choice.label.startswith("stories260K (")

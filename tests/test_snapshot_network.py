@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.artifacts import ArtifactDir
-from harness.guest import open_guest
-from harness.profile import load_profile
-from harness.qemu import MachineOptions, SnapshotCache, live_qemu_pids
+from harness.core.artifacts import ArtifactDir
+from harness.vm.guest import open_guest
+from harness.vm.machine import MachineOptions
+from harness.vm.processes import live_qemu_pids
+from harness.vm.profile import load_profile
+from harness.vm.snapshots import SnapshotCache
 from tests.test_guest import tiny686_image
 
 pytestmark = pytest.mark.vm
@@ -26,6 +28,7 @@ NETWORK_STATE = "cat /sys/class/net/eth0/operstate /sys/class/net/eth0/carrier"
 
 def test_a_resumed_snapshot_has_its_link_up(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     image = tiny686_image(request.config)
+    running_before = live_qemu_pids()  # a worker's session guest may be up: judge only the QEMUs started here
     options = MachineOptions(snapshot_cache=SnapshotCache(tmp_path / "snapshots"))
     with open_guest(load_profile("tiny686"), image, ArtifactDir(tmp_path / "cold"), options) as guest:
         assert guest.ready is not None and guest.ready.snapshot_saved is not None
@@ -33,4 +36,4 @@ def test_a_resumed_snapshot_has_its_link_up(request: pytest.FixtureRequest, tmp_
         assert guest.ready is not None and guest.ready.from_snapshot
         state = guest.run_checked(NETWORK_STATE, 20).output.splitlines()
         assert state[:2] == ["up", "1"], f"eth0 after loadvm: {state}"
-    assert not live_qemu_pids()
+    assert not live_qemu_pids() - running_before

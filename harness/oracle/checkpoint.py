@@ -58,15 +58,15 @@ class ModelConfig:
     vocab_size: int
     seq_len: int
     shared_classifier: bool
-    # Llama 3 (v3 files); llama2.c's fixed values otherwise
-    rope_theta: float = 10000.0
-    norm_eps: float = 1e-5
-    rope_scaling: RopeScaling | None = None
     weight_type: str = "fp32"  # fp32, q8_0 or ternary: the type of wq..w3
     group_size: int = 0  # Q8_0 group size (v2)
     ffn: str = "silu"  # silu (Llama) or relu2 (squared ReLU, BitNet b1.58 2B4T); both gated by w3
     sub_norms: bool = False  # BitNet's extra RMSNorms before wo and before w2
     classifier_type: str = "fp32"  # fp32 or q8_0
+    # Llama 3 (v3 files); llama2.c's fixed values otherwise
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    rope_scaling: RopeScaling | None = None
 
     @property
     def head_size(self) -> int:
