@@ -32,12 +32,6 @@ log = logging.getLogger(__name__)
 
 CALLGRIND_TIMEOUT_S = 900
 HOST_BUILD = "tiny686"
-# What each build's compiler is given (the makefiles in ports/llama98 are the source of truth).
-BUILD_FLAGS: dict[str, tuple[str, str]] = {
-    "tiny686": ("gcc", "-std=c89 -m32 -march=pentium2 -O2 -static (model.c: -fexcess-precision=fast)"),
-    "win32": ("i686-w64-mingw32-gcc", "-std=c89 -march=pentium2 -O2 -static-libgcc -mconsole"),
-}
-PROFILE_BUILDS: dict[str, str] = {"win98": "win32"}  # every other profile runs the tiny686 build
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
@@ -238,8 +232,11 @@ def git_commit(repo: Path) -> dict[str, object] | None:
 
 def environment(profile: str | None = None, qemu_binary: str | None = "qemu-system-i386") -> dict[str, object]:
     """Everything a figure depends on besides the port: host CPU and cores, QEMU, compiler and flags, profile."""
-    build = PROFILE_BUILDS.get(profile or "", HOST_BUILD)
-    compiler, flags = BUILD_FLAGS[build]
+    from harness.port.build import TARGETS, compile_flags, target_for_console
+    from harness.vm.profile import load_profile
+
+    build = target_for_console(load_profile(profile).console.kind) if profile else HOST_BUILD
+    compiler = TARGETS[build].compiler
     return {
         "host_cpu": host_cpu(),
         "host_cores": os.cpu_count(),
@@ -248,7 +245,7 @@ def environment(profile: str | None = None, qemu_binary: str | None = "qemu-syst
         "valgrind": first_line(["valgrind", "--version"]),
         "compiler": first_line([compiler, "--version"]),
         "build": build,
-        "cflags": flags,
+        "cflags": compile_flags(build),
         "profile": profile,
     }
 

@@ -52,6 +52,27 @@ TARGETS: dict[str, TargetSpec] = {
 }
 
 
+# Which build of the port each kind of guest console runs (a profile's console kind names its guest OS family).
+CONSOLE_TARGETS: dict[str, str] = {"posix-shell": "tiny686", "agent98": "win32"}
+
+
+def target_for_console(kind: str) -> str:
+    """The build target of the port for a guest whose console is of `kind`."""
+    try:
+        return CONSOLE_TARGETS[kind]
+    except KeyError:
+        raise PortBuildError(f"no llama98 build target for console kind {kind!r}") from None
+
+
+def compile_flags(target: str) -> str:
+    """The compiler command and flags `target` builds with, as its makefile says (the one source of them)."""
+    spec = _spec(target)
+    src = default_src_dir()
+    result = run(["make", "-s", "-f", str(src / spec.makefile), f"SRC={src}", *spec.make_vars, "print-cflags"],
+                 what=f"reading the {target} build flags", timeout=60, error=PortBuildError)
+    return result.stdout.strip()
+
+
 # Programs under ports/: the llama98 port itself and agent98, the Windows 98 serial agent (Win32 only).
 PROGRAM_TARGETS: dict[str, tuple[str, ...]] = {
     "llama98": tuple(TARGETS),
@@ -110,12 +131,14 @@ def _compiler_version(compiler: str, install_hint: str) -> str:
     return first_line([compiler, "--version"], timeout=60) or compiler
 
 
-def build_key(target: str, src_dir: Path, program: str = "llama98") -> str:
+def build_key(target: str, src_dir: Path, program: str = "llama98", defines: tuple[str, ...] = ()) -> str:
     """sha256 over program, target, compiler version, makefile and sources: equal keys mean identical binaries."""
     spec = _spec(target)
     digest = hashlib.sha256()
     if program != "llama98":  # keeps the keys (and caches) of existing llama98 builds unchanged
         digest.update(f"program={program}\n".encode())
+    if defines:
+        digest.update(f"defines={' '.join(defines)}\n".encode())
     digest.update(f"target={target}\n".encode())
     digest.update(f"compiler={_compiler_version(spec.compiler, spec.install_hint)}\n".encode())
     makefile = src_dir / spec.makefile
@@ -146,8 +169,11 @@ def _first_errors(output: str) -> str:
     return " | ".join(chosen) if chosen else "no output"
 
 
-def _run_make(spec: TargetSpec, build_dir: Path, src_copy: Path, binary_name: str) -> Path:
+def _run_make(spec: TargetSpec, build_dir: Path, src_copy: Path, binary_name: str,
+              defines: tuple[str, ...] = ()) -> Path:
     command = ["make", "-s", "-f", str(src_copy / spec.makefile), f"SRC={src_copy}", *spec.make_vars]
+    if defines:
+        command.append("DEFINES=" + " ".join(f"-D{define}" for define in defines))
     require("make", "apt-get install make", PortBuildError)
     result = run(command, what=f"building the port in {build_dir}", cwd=build_dir, timeout=BUILD_TIMEOUT_S,
                  check=False, error=PortBuildError)
@@ -158,11 +184,13 @@ def _run_make(spec: TargetSpec, build_dir: Path, src_copy: Path, binary_name: st
 
 
 def build_port(target: str, src_dir: Path | None = None, out: Path | None = None,
-               program: str = "llama98") -> Path:
+               program: str = "llama98", defines: tuple[str, ...] = ()) -> Path:
     """Build (or reuse from the cache) `program` (llama98 or agent98) for `target` and return the binary's path.
 
-    `src_dir` defaults to this checkout's ports/<program> and is only read. With `out`, the binary is also copied
-    there and that path is returned; otherwise the cached path is returned (treat it as read-only).
+    `src_dir` defaults to this checkout's ports/<program> and is only read. `defines` (NAME or NAME=VALUE) are
+    passed to the compiler: test variants such as LLAMA98_FORK_STYLE; real builds have none. With `out`, the
+    binary is also copied there and that path is returned; otherwise the cached path is returned (treat it as
+    read-only).
     """
     spec = _spec(target)
     _check_program(program, target)
@@ -170,7 +198,7 @@ def build_port(target: str, src_dir: Path | None = None, out: Path | None = None
     src = (src_dir or default_src_dir(program)).resolve()
     if not src.is_dir():
         raise PortBuildError(f"port source directory {src} does not exist")
-    key = build_key(target, src, program)
+    key = build_key(target, src, program, defines)
     cached = cache_dir("builds", key) / binary_name
     if not cached.is_file():
         with tempfile.TemporaryDirectory(prefix="llama98-build-") as tmp:
@@ -186,7 +214,7 @@ def build_port(target: str, src_dir: Path | None = None, out: Path | None = None
                     shutil.copy2(path, tmp_path / "ports" / sibling / path.name)
             build_dir = tmp_path / "build"
             build_dir.mkdir()
-            binary = _run_make(spec, build_dir, src_copy, binary_name)
+            binary = _run_make(spec, build_dir, src_copy, binary_name, defines)
             staging = cached.with_name(f".{binary_name}.{os.getpid()}.tmp")
             shutil.copy2(binary, staging)
             os.replace(staging, cached)

@@ -28,8 +28,6 @@ from harness.vm.machine import MachineOptions
 from harness.vm.profile import GuestProfile
 
 CLEAN_STATE = "harness-clean"
-# Which build of the port each kind of guest console runs.
-PORT_TARGETS = {"posix-shell": "tiny686", "agent98": "win32"}
 TOK_S_LINE = re.compile(rb"(?:^|\n)achieved tok/s: [^\n]*\n\Z")
 log = logging.getLogger(__name__)
 SIGNALS = {4: "SIGILL, illegal instruction", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL (out of memory?)",
@@ -111,10 +109,9 @@ class InjectedModel:
 
 def port_target(profile: GuestProfile) -> str:
     """The build target of the port for a guest profile."""
-    try:
-        return PORT_TARGETS[profile.console.kind]
-    except KeyError:
-        raise SessionError(f"no llama98 build target for console kind {profile.console.kind!r}") from None
+    from harness.port.build import target_for_console
+
+    return target_for_console(profile.console.kind)
 
 
 def quote_argument(profile: GuestProfile, argument: str) -> str:

@@ -36,7 +36,8 @@ OUT ?= llama98.exe
 NAMES = llama98 model tokenizer sampler timer u64 util crc32 $(QDOT_NAME)
 OBJS = $(addsuffix .o,$(NAMES))
 HEADERS = $(wildcard $(SRC)/*.h)
-CFLAGS = $(STRICT) $(ARCH) $(OPT) $(DEFS)
+# DEFINES: extra -D flags from the harness (test variants such as LLAMA98_FORK_STYLE); empty for real builds.
+CFLAGS = $(STRICT) $(ARCH) $(OPT) $(DEFS) $(DEFINES)
 
 all: $(OUT)
 
@@ -57,7 +58,11 @@ model.o: $(SRC)/model.c $(HEADERS)
 %.o: $(SRC)/%.c $(HEADERS)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# The flags this build compiles with, for the harness's records of what a figure was measured with.
+print-cflags:
+	@echo "$(CC) $(CFLAGS) (model.c adds: $(FASTFP); link: $(LDFLAGS))"
+
 clean:
 	rm -f $(OBJS) $(OUT) $(BPE_OBJS) bpetool.exe
 
-.PHONY: all clean
+.PHONY: all clean print-cflags

@@ -5,6 +5,12 @@
 #include <string.h>
 #include "fmath.h"
 #include "model.h"
+
+/* The RoPE base of llama2.c's models. Overridable only so that the harness's tests can build a deliberately
+ * wrong binary (another base) and prove the judge names where its text diverges. */
+#ifndef LLAMA98_ROPE_BASE
+#define LLAMA98_ROPE_BASE 10000.0f
+#endif
 #include "qdot.h"
 #include "sampler.h"
 #include "util.h"
@@ -432,7 +438,7 @@ static void alloc_state(Model *m)
      * each step rounded to float as IEEE single arithmetic would. */
     for (i = 0; i < half; i++) {
         float exponent = round_float((float)(2 * i) / (float)m->head_size);
-        float power = round_float(F_POW(10000.0f, exponent));
+        float power = round_float(F_POW(LLAMA98_ROPE_BASE, exponent));
         s->rope_freq[i] = round_float(1.0f / power);
     }
     s->sqrt_head_size = round_float((float)sqrt((double)m->head_size));
