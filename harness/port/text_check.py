@@ -180,7 +180,8 @@ def _diverged(oracle: Oracle, logits: np.ndarray, prev: int, observed: bytes, or
         detail = "; oracle's top candidates: " + ", ".join(c.describe() for c in candidates)
         if chosen is not None:
             gap = candidates[0].logit - float(logits[chosen])
-            detail += f"; the program's next bytes fit token {chosen} (logit gap {gap:.4f} to the best)"
+            piece = _show(oracle.tokenizer.decode(prev, chosen))
+            detail += f"; the program's next bytes fit token {chosen} {piece!r} (logit gap {gap:.4f} to the best)"
     message = (f"the text diverges from the oracle's at byte {at} ({where}, position {position}): got "
                f"{_show(got)!r}, oracle {_show(want)!r}{detail}")
     return TextVerdict(False, message, text=observed[:at], oracle_text=expected, divergence_byte=at,
