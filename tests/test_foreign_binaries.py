@@ -38,7 +38,7 @@ def test_fork_style_build_is_ok_at_t0_and_seeded_t_with_a_prompt() -> None:
     verdict = judge_foreign(choice, greedy, output)
     assert verdict.ok, verdict.message
     assert verdict.text.startswith(b"Once upon a time") and verdict.level == "text-level"
-    sampled = PortArgs(temperature=0.9, topp=0.85, seed=2024, steps=150, prompt="The cat".encode())
+    sampled = PortArgs(temperature=0.9, topp=0.85, seed=2024, steps=150, prompt=b"The cat")
     verdict = judge_foreign(choice, sampled, _run(fork, sampled))
     assert verdict.ok, verdict.message
     assert verdict.text.startswith(b"The cat")
