@@ -16,6 +16,7 @@ import pytest
 from harness.core.paths import project_root
 from harness.perf.bisect import bisect
 from tests.foreign_helpers import WRONG_ROPE, fork_binary, misbehaving_binary
+from tests.test_bisect import SLOW_ANCHOR, SLOW_CODE
 
 pytestmark = pytest.mark.vm
 
@@ -120,7 +121,7 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def _fork_repository(path: Path) -> tuple[str, str]:
-    """good (-O2), a docs commit, the culprit (-O0: every token slower), another docs commit; (good, culprit)."""
+    """good, a docs commit, the culprit (two passes over every weight before each token), another docs commit."""
     (path / "src").mkdir(parents=True)
     port = project_root() / "ports" / "llama98"
     for name in FORK_SOURCES:
@@ -136,8 +137,11 @@ def _fork_repository(path: Path) -> tuple[str, str]:
     (path / "README").write_text("my fork\n")
     _git(path, "add", "-A")
     _git(path, "commit", "-q", "-m", "docs")
-    (path / "Makefile").write_text(FORK_MAKEFILE.replace("OPT = -O2", "OPT = -O0"))
-    _git(path, "commit", "-q", "-am", "build: drop optimisation (the slowdown)")
+    model = path / "src" / "model.c"
+    source = model.read_text()
+    assert SLOW_ANCHOR in source
+    model.write_text(source.replace(SLOW_ANCHOR, SLOW_CODE + SLOW_CODE + SLOW_ANCHOR, 1))
+    _git(path, "commit", "-q", "-am", "model: check the weights before every token (the slowdown)")
     culprit = _git(path, "rev-parse", "HEAD")
     (path / "README").write_text("my fork, faster soon\n")
     _git(path, "commit", "-q", "-am", "docs again")

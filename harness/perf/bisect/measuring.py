@@ -122,6 +122,9 @@ def build_target(state: BisectState) -> str:
 def build_fork(state: BisectState, checkout: Path, sha: str) -> tuple[Path, str]:
     """Run the fork's own build command in the checkout and keep the binary it leaves (and its sha256 as key)."""
     assert state.build_command is not None and state.binary_path is not None and state.binaries_dir is not None
+    # The clone is ours: clear the previous step's build outputs, or a makefile that does not list every input
+    # would hand back the last commit's binary as this one's.
+    git(checkout, "clean", "-q", "-f", "-f", "-d", "-x")
     run(["sh", "-c", state.build_command], what=f"the build command {state.build_command!r}", cwd=checkout,
         timeout=BUILD_TIMEOUT_S, error=PortBuildError)
     built = checkout / state.binary_path
