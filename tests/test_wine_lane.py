@@ -178,6 +178,31 @@ def test_llama98_exe_runs_through_agent98_and_the_oracle_agrees(run: str, consol
     assert parse_report(typed.output + "\n").model.crc32 == int(crc, 16)
 
 
+@pytest.mark.parametrize("run", sorted(STORY_RUNS))
+def test_a_fork_style_exe_through_agent98_is_judged_text_level(run: str, console: Console) -> None:
+    """The Win32 path of a foreign binary: a fork-style build (llama2.c's flags, chatter, no report) run by agent98
+    over COM1 exactly as on Windows 98, its whole output judged by the text-level judge."""
+    from harness.port.models import choose_model
+    from harness.run.judged import detect_cli, judge_foreign
+    from harness.run.session import PortArgs
+    from tests.foreign_helpers import fork_binary
+
+    model, tokenizer = fixture("stories260K.bin"), fixture("tok512.bin")
+    exe = fork_binary("win32")
+    assert detect_cli(exe) == "llama2c"
+    flag = dict(zip(STORY_RUNS[run][::2], STORY_RUNS[run][1::2]))
+    args = PortArgs(float(flag["-t"]), float(flag.get("-p", "0.9")), int(flag.get("-s", "42")), int(flag["-n"]),
+                    flag["-i"].encode() if "-i" in flag else None)
+    argv = [windows_path(exe), *args.argv(windows_path(model), windows_path(tokenizer), "cp437", cli="llama2c")]
+    result = console.run(" ".join(f'"{a}"' if " " in a else a for a in argv), 120)
+    assert result.exit_code == 0, result.output[-300:]
+    output = result.output.encode("cp437")
+    assert output.startswith(b"llama2.c for Windows 98 (test fork)")
+    choice = choose_model(str(model), str(tokenizer), allow_download=False)
+    verdict = judge_foreign(choice, args, output)
+    assert verdict.ok, verdict.message
+
+
 CONFORMANCE_SCRIPT = [
     "echo hi  there", "echo", "!ver", "!crc32 BLOB.BIN", "!crc32 NONE.BIN", "!crc32",
     "!append OUT.TXT hello world", "!append OUT.TXT second line", "!type OUT.TXT", "!delete OUT.TXT",
