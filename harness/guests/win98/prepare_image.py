@@ -27,13 +27,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.core.proc import require, run
 from harness.guests.detect import Partition, read_partitions
 from harness.vm.disk import DiskImage
 
@@ -90,10 +90,9 @@ class _Fat:
         self.epoch = epoch
 
     def run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        if shutil.which(tool) is None:
-            raise PrepareError(f"{tool} not found: install the mtools package")
-        result = subprocess.run([tool, "-i", self.target, *args], capture_output=True, text=True,
-                                timeout=MTOOLS_TIMEOUT_S, env=_mtools_env(self.epoch), check=False)
+        require(tool, "install the mtools package", PrepareError)
+        result = run([tool, "-i", self.target, *args], what=f"{tool} {' '.join(args)}", timeout=MTOOLS_TIMEOUT_S,
+                     env=_mtools_env(self.epoch), check=False, error=PrepareError)
         if check and result.returncode != 0:
             message = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[0]
             if "disk full" in (result.stderr + result.stdout).lower():
@@ -184,14 +183,9 @@ def _add_to_run_line(win_ini: bytes, program: str) -> bytes:
 
 
 def _convert(source: Path, source_format: str, target: Path, target_format: str) -> None:
-    if shutil.which("qemu-img") is None:
-        raise PrepareError("qemu-img not found: install the qemu-utils package")
-    try:
-        result = subprocess.run(["qemu-img", "convert", "-f", source_format, "-O", target_format, str(source),
-                                 str(target)], capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S,
-                                check=False)
-    except subprocess.TimeoutExpired:
-        raise PrepareError(f"qemu-img convert of {source} timed out after {CONVERT_TIMEOUT_S} s") from None
+    require("qemu-img", "install the qemu-utils package", PrepareError)
+    result = run(["qemu-img", "convert", "-f", source_format, "-O", target_format, str(source), str(target)],
+                 what=f"qemu-img convert of {source}", timeout=CONVERT_TIMEOUT_S, check=False, error=PrepareError)
     if result.returncode != 0:
         first = (result.stderr.strip().splitlines() or ["unknown error"])[0]
         raise PrepareError(f"cannot copy {source} ({source_format}) to {target_format}: {first}")
