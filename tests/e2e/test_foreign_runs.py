@@ -107,6 +107,9 @@ def test_readme_example_test_file_runs_against_a_fork(vm_image: tuple[str, Path]
 
 # --- bisecting a fork with its own build -------------------------------------------------------------------
 
+# Wall-clock tok/s is noisy on a shared 2-core host running other guests: the culprit is several times slower and
+# the threshold 50%, so only a real slowdown crosses the line.
+SLOWDOWN_PASSES = 6
 FORK_SOURCES = ("llama98", "model", "tokenizer", "sampler", "timer", "u64", "util", "crc32", "qdot")
 FORK_MAKEFILE = """# A fork's own build: `make run` leaves ./run.
 OPT = -O2
@@ -121,7 +124,7 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def _fork_repository(path: Path) -> tuple[str, str]:
-    """good, a docs commit, the culprit (two passes over every weight before each token), another docs commit."""
+    """good, a docs commit, the culprit (passes over every weight before each token), another docs commit."""
     (path / "src").mkdir(parents=True)
     port = project_root() / "ports" / "llama98"
     for name in FORK_SOURCES:
@@ -140,7 +143,7 @@ def _fork_repository(path: Path) -> tuple[str, str]:
     model = path / "src" / "model.c"
     source = model.read_text()
     assert SLOW_ANCHOR in source
-    model.write_text(source.replace(SLOW_ANCHOR, SLOW_CODE + SLOW_CODE + SLOW_ANCHOR, 1))
+    model.write_text(source.replace(SLOW_ANCHOR, SLOW_CODE * SLOWDOWN_PASSES + SLOW_ANCHOR, 1))
     _git(path, "commit", "-q", "-am", "model: check the weights before every token (the slowdown)")
     culprit = _git(path, "rev-parse", "HEAD")
     (path / "README").write_text("my fork, faster soon\n")
@@ -153,9 +156,9 @@ def test_bisect_finds_the_slow_commit_of_a_fork_by_its_own_tok_s(vm_image: tuple
     repo = tmp_path / "fork"
     good, culprit = _fork_repository(repo)
     head_before = _git(repo, "rev-parse", "HEAD")
-    outcome = bisect(repo, good, "main", metric="tok_s", threshold=0.25, out_dir=tmp_path / "run",
+    outcome = bisect(repo, good, "main", metric="tok_s", threshold=0.5, out_dir=tmp_path / "run",
                      vm="tiny686", plot=False, build_command="make run", binary="run", cli="llama2c")
     assert outcome.culprit == culprit
     assert outcome.culprit_measurement.value is not None and outcome.good.value is not None
-    assert outcome.culprit_measurement.value < outcome.good.value / 1.25
+    assert outcome.culprit_measurement.value < outcome.good.value / 1.5
     assert _git(repo, "rev-parse", "HEAD") == head_before and not (repo / "run").exists()
