@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import yaml
 from harness.audit.mingw_defs import DefFormatError, parse, verdicts
 from harness.core.errors import HarnessError, UsageError
 from harness.core.paths import project_root
+from harness.core.proc import run
 
 SOURCE_ENV = "LLAMA98_MINGW_W64_SRC"
 REPOSITORY = "https://github.com/mingw-w64/mingw-w64"
@@ -67,14 +67,8 @@ class MingwSource:
 
     def _git(self, *args: str) -> str:
         where = ["--git-dir", str(self.path)] if self.bare else ["-C", str(self.path)]
-        try:
-            result = subprocess.run(["git", *where, *args], capture_output=True, text=True, timeout=GIT_TIMEOUT_S,
-                                    check=False)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise HarnessError(f"git failed on {self.path}: {error}") from None
-        if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise UsageError(f"git {' '.join(args)} failed in {self.path}: {last}")
+        result = run(["git", *where, *args], what=f"git {' '.join(args)} in {self.path}", timeout=GIT_TIMEOUT_S,
+                     error=UsageError)
         return result.stdout.strip() if args[0] == "rev-parse" else result.stdout
 
     def read(self, relative: str) -> str:

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import regex  # type: ignore[import-untyped]
+import regex
 
 from harness.oracle.errors import TokenizerError, describe_read_error
 

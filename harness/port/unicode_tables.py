@@ -34,7 +34,7 @@ _EXTRA_SPACES = frozenset([0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x85])
 def unicode_data() -> ModuleType:
     """unicodedata2 when installed (the references' Unicode version), else Python's unicodedata."""
     try:
-        import unicodedata2  # type: ignore[import-not-found]  # a C extension without stubs
+        import unicodedata2
     except ImportError:
         import unicodedata
 

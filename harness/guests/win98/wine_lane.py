@@ -131,10 +131,12 @@ def stop_wineserver(prefix: Path) -> None:
     """`wineserver -k` for one prefix: ends every Wine process using it (never Wine processes of other prefixes)."""
     if shutil.which("wineserver") is None or not prefix.exists():
         return
-    try:
-        subprocess.run(["wineserver", "-k"], env=wine_env(prefix), capture_output=True, timeout=30, check=False)
-        subprocess.run(["wineserver", "-w"], env=wine_env(prefix), capture_output=True, timeout=30, check=False)
-    except subprocess.TimeoutExpired:
+    try:  # best effort: a wineserver that does not answer in time is left to the prefix lock's next user
+        run(["wineserver", "-k"], what="wineserver -k", env=wine_env(prefix), timeout=30, check=False,
+            error=WineLaneError)
+        run(["wineserver", "-w"], what="wineserver -w", env=wine_env(prefix), timeout=30, check=False,
+            error=WineLaneError)
+    except WineLaneError:
         pass
 
 
