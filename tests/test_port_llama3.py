@@ -20,6 +20,7 @@ from harness.oracle.llama3 import Llama3Oracle
 from harness.port.bpe_writer import from_tokenizer_json, write_bpe
 from harness.port.check import check_run
 from harness.port.export_hf import export
+from harness.port.l98_model import LLAMA32_1B, L98Header, Llama3Scaling, kv_cache_bytes
 from harness.port.models import ModelChoice, ModelChoiceError, check_pair
 from harness.port.report import parse_report, split_stdout
 from tests.bpe_vocab import SharedVocab, build
@@ -115,6 +116,7 @@ def test_header_fields_and_kv_positions_in_the_report(native_bin: Path, tied: Ex
     assert report.model.int_field("seq_len") == 131072
     assert report.args.steps == 24 and len(report.tokens) == 24
     assert report.model.fields["kv_positions"] == "24"
+    assert report.model.fields["kv_bytes"] == str(2 * 2 * 24 * (64 // 4 * 2) * 4)  # 2 x layers x pos x kv_dim x 4
     assert (report.model.fields["rope_theta"], report.model.fields["rope_scaling"]) == ("500000", "1")
     assert report.tokenizer.int_field("bos") == tied.vocab.specials["<|begin_of_text|>"]
     assert check_run(tied.choice, _text, report).ok
@@ -202,3 +204,21 @@ def test_win32_build_under_wine_matches_the_oracle(win32_exe: Path, tied: Export
     assert report.prompt_ids == [tied.vocab.specials["<|begin_of_text|>"],
                                  *tied.vocab.hf.encode(prompt, add_special_tokens=False).ids]
     assert parse_report(result.stdout[result.stdout.rfind(b"llama98 report "):]).tokenizer.fields["format"] == "bpe"
+
+
+def test_kv_cache_of_the_1b_layers_at_256_tokens_is_16_mib(native_bin: Path, tied: Exported,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    """The KV cache depends on layers and kv_dim only: a model with Llama 3.2 1B's 16 layers and 8 KV heads of 64
+    (kv_dim 512) and seq_len 131072 holds 16 MiB at 256 tokens (8 GiB if the header sized it). Zero weights."""
+    header = L98Header(512, 16, 16, 8, 8, 512, 131072, True, 500000.0, 1e-5, Llama3Scaling(32.0, 1.0, 4.0, 8192))
+    model = tmp_path / "l16.bin"
+    _offsets, size = header.offsets()
+    with model.open("wb") as handle:
+        handle.write(header.pack())
+        handle.truncate(size)
+    result = run_port(native_bin, [str(model), "-z", str(tied.tokenizer), "-i", "Hi", "-n", "256", "-t", "0",
+                                   "-r", "-"])
+    assert result.returncode == 0, result.stderr
+    _text, report = split_stdout(result.stdout)
+    assert report.model.fields["kv_positions"] == "256"
+    assert int(report.model.fields["kv_bytes"]) == kv_cache_bytes(LLAMA32_1B, 256) == 16 * 2**20

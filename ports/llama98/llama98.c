@@ -145,6 +145,9 @@ static void parse_args(int argc, char **argv, Args *a)
             a->tokenizer = value;
             break;
         case 'c':
+#ifdef LLAMA98_FORK_STYLE
+            fatal("%s", USAGE); /* llama2.c has no -c */
+#endif
             a->context = parse_int(value);
             if (a->context <= 0) {
                 fatal("-c %s: the context must be a positive number of positions", value);
@@ -217,8 +220,9 @@ static void write_report_header(FILE *r, const Args *a, const u64 *seed, const M
             m->file_bytes, m->crc32, c->dim, c->hidden_dim, c->n_layers, c->n_heads,
             c->n_kv_heads, c->vocab_size, c->seq_len, c->shared);
     if (c->version == 3) {
-        fprintf(r, " version=3 rope_theta=%g norm_eps=%g rope_scaling=%d kv_positions=%d",
-                (double)c->rope_theta, (double)c->norm_eps, c->rope_scaling, m->state.positions);
+        fprintf(r, " version=3 rope_theta=%g norm_eps=%g rope_scaling=%d kv_positions=%d kv_bytes=%.0f",
+                (double)c->rope_theta, (double)c->norm_eps, c->rope_scaling, m->state.positions,
+                model_kv_bytes(m, m->state.positions));
     }
     fputc('\n', r);
     if (vocab->bpe != NULL) {
