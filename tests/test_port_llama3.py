@@ -222,3 +222,20 @@ def test_kv_cache_of_the_1b_layers_at_256_tokens_is_16_mib(native_bin: Path, tie
     _text, report = split_stdout(result.stdout)
     assert report.model.fields["kv_positions"] == "256"
     assert int(report.model.fields["kv_bytes"]) == kv_cache_bytes(LLAMA32_1B, 256) == 16 * 2**20
+
+
+def test_oracle_cli_verifies_a_port_report(native_bin: Path, tied: Exported, tmp_path: Path,  # noqa: F811
+                                           capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    from harness.cli import main
+
+    report = tmp_path / "run.rep"
+    result = run_port(native_bin, [str(tied.model), "-z", str(tied.tokenizer), "-i", PROMPTS[0], "-t", "0.9",
+                                   "-s", "2", "-n", "30", "-r", str(report)])
+    assert result.returncode == 0, result.stderr
+    assert main(["oracle", str(tied.model), "-z", str(tied.tokenizer), "--verify", str(report)]) == 0
+    assert capfdbinary.readouterr().out.startswith(b"ok: 30 tokens match the oracle")
+    report.write_bytes(report.read_bytes().replace(b"\ntoken pos=25 id=", b"\ntoken pos=25 id=1"))
+    assert main(["oracle", str(tied.model), "-z", str(tied.tokenizer), "--verify", str(report)]) == 1
+    assert b"FAIL: position 25" in capfdbinary.readouterr().out
+    assert main(["oracle", str(tied.model), "-z", str(tied.tokenizer), "-i", PROMPTS[0], "-c", "3"]) != 0
+    assert b"more than the context -c 3" in capfdbinary.readouterr().err
