@@ -246,3 +246,40 @@ def test_report_to_stdout_comes_after_the_tok_s_line_as_the_session_expects(cons
     assert raw.index(b"achieved tok/s: ") < raw.index(b"llama98 report 1")
     _, report = split_stdout(raw)
     assert report.done is not None and len(report.tokens) == 40
+
+
+LLAMA3_PROMPT = "Grüße aus Köln"
+
+
+def test_exported_llama3_model_runs_through_agent98_and_verifies(console: Console, tmp_path: Path) -> None:
+    """A Llama-3-style export (v3 checkpoint, BPE tokenizer) run by llama98.exe through agent98, as on Windows 98:
+    the streamed text is the bytes of the reported ids, the report read back over COM1 verifies token by token,
+    and the prompt ids are Hugging Face tokenizers' encoding of the bytes the program received."""
+    from harness.port.check import check_run
+    from harness.port.export_hf import export
+    from harness.port.models import ModelChoice
+    from tests.bpe_vocab import build
+    from tests.hf_llama import make_hf_dir
+
+    vocab = build(tmp_path / "vocab", vocab_size=500)
+    make_hf_dir(tmp_path / "hf", vocab, dtype="BF16", seed=6)
+    model, tokenizer = tmp_path / "MODEL.BIN", tmp_path / "TOK.BIN"
+    export(tmp_path / "hf", model, tokenizer)
+    report_path = tmp_path / "RUN.REP"
+    command = (f"{windows_path(win32_program('llama98'))} {windows_path(model)} -z {windows_path(tokenizer)} "
+               f"-t 0.9 -s 5 -n 40 -i \"{LLAMA3_PROMPT}\" -r {windows_path(report_path)}")
+    result = console.run(command, 120)
+    assert result.exit_code == 0, result.output[-300:]
+    typed = console.run(f"!type {windows_path(report_path)}", 30)
+    report = parse_report(typed.output + "\n")
+    streamed = result.output.encode("cp437")
+    text = streamed[:streamed.rindex(b"achieved tok/s: ")]
+    check = check_run(ModelChoice(model, tokenizer, "export"), text, report)
+    assert check.ok and check.transport_ok, str(check)
+    # The serial console speaks the DOS code page, so the program gets the prompt in cp437 (not UTF-8): the
+    # invalid UTF-8 becomes U+FFFD in the port, the oracle and here alike.
+    assert report.args.prompt == LLAMA3_PROMPT.encode("cp437")
+    received = (report.args.prompt or b"").decode("utf-8", errors="replace")
+    assert report.prompt_ids == [vocab.specials["<|begin_of_text|>"],
+                                 *vocab.hf.encode(received, add_special_tokens=False).ids]
+    assert report.tokenizer.fields["format"] == "bpe" and report.model.fields["version"] == "3"

@@ -42,9 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.verify is not None and is_bpe_tokenizer(args.tokenizer):
-        raise UsageError("--verify is not supported with a BPE tokenizer yet")
-    if args.verify is not None:
+    if args.verify is not None:  # llama2.c or Llama 3 rules, from the tokenizer file (verify.load_oracle)
         verdict = verify(args.checkpoint, args.tokenizer, Path(args.verify), tol=args.tol)
         print(verdict)
         return 0 if verdict.ok else 1
@@ -85,7 +83,11 @@ def _run_llama3(args: argparse.Namespace) -> int:
     clamped = clamp_args(seq_len, temperature=c_atof(args.temperature), topp=c_atof(args.topp),
                          seed=c_atoi(args.seed), steps=1,
                          prompt=os.fsencode(args.prompt) if args.prompt is not None else None)
-    steps = run_positions(seq_len, c_atoi(args.steps), c_atoi(args.context))
+    context = c_atoi(args.context)
+    steps = run_positions(seq_len, c_atoi(args.steps), context)
+    prompt_tokens = len(oracle.encode_prompt(clamped.prompt))
+    if context > 0 and prompt_tokens > context:  # the port refuses this too
+        raise UsageError(f"the prompt is {prompt_tokens} tokens, more than the context -c {context}")
     result = oracle.generate(replace(clamped, steps=steps))
     sys.stdout.buffer.write(result.text)
     sys.stdout.buffer.flush()

@@ -12,6 +12,10 @@ position on its own:
   probability by a factor of about exp(d / T), so cdf boundaries move by up to about tol / T.
 Before any of that the report must describe the same files (sizes, CRC-32, header fields), the same prompt
 encoding, and a finished run (`done` line). The first problem found is the Verdict.
+
+A run with a BPE tokenizer file (the Llama 3 family, version-3 checkpoints) is judged the same way on
+harness/oracle/llama3.py: ids are the checkpoint's own, the prompt is the tokenizer's BOS then the BPE encoding,
+and a sampled EOS or stop id (not id 1) is the one that ends the run.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from harness.oracle.generate import Oracle
+from harness.oracle.llama3 import Llama3Oracle, is_bpe_tokenizer
 from harness.oracle.rng import XorShiftRng
 from harness.oracle.sampler import (
     apply_temperature,
@@ -42,6 +47,42 @@ MAX_CDF_TOL = 0.01
 QUANT_TOL = 0.25
 QUANT_MAX_CDF_TOL = 0.1
 CONTEXT_BYTES = 60
+
+AnyOracle = Oracle | Llama3Oracle
+
+
+def load_oracle(checkpoint: str | Path, tokenizer: str | Path) -> AnyOracle:
+    """The oracle for a checkpoint and tokenizer pair: Llama 3 rules for a BPE tokenizer file, llama2.c's else."""
+    if is_bpe_tokenizer(tokenizer):
+        return Llama3Oracle.load(checkpoint, tokenizer)
+    return Oracle.load(checkpoint, tokenizer)
+
+
+def piece_bytes(oracle: AnyOracle, token: int) -> bytes:
+    """What the port prints for `token` on its own."""
+    if isinstance(oracle, Llama3Oracle):
+        return oracle.tokenizer.decode([token]) if 0 <= token < len(oracle.tokenizer.tokens) else b""
+    return oracle.tokenizer.piece(token)
+
+
+def decode_ids(oracle: AnyOracle, ids: list[int], first_prev: int) -> bytes:
+    """The bytes the port prints for `ids` (printed tokens only: no stop id)."""
+    if isinstance(oracle, Llama3Oracle):
+        return b"".join(piece_bytes(oracle, i) for i in ids)
+    return oracle.tokenizer.decode_sequence(ids, first_prev=first_prev)
+
+
+def ends_run(oracle: AnyOracle, token: int, position: int, forced: int) -> bool:
+    """True when the id chosen at `position` ends the run: a BOS (llama2.c), or a sampled stop id (Llama 3)."""
+    if isinstance(oracle, Llama3Oracle):
+        return position >= forced and oracle.tokenizer.is_stop(token)
+    return token == BOS_ID
+
+
+def max_token_length(oracle: AnyOracle) -> int:
+    if isinstance(oracle, Llama3Oracle):
+        return max(len(t) for t in oracle.tokenizer.tokens)
+    return oracle.tokenizer.max_token_length
 
 
 @dataclass
@@ -86,7 +127,7 @@ def _check_file(kind: str, record: FileRecord, path: Path) -> Verdict | None:
     return None
 
 
-def _check_header(report: Report, oracle: Oracle) -> Verdict | None:
+def _check_header(report: Report, oracle: AnyOracle) -> Verdict | None:
     c = oracle.checkpoint.config
     expected = {
         "dim": c.dim, "hidden": c.hidden_dim, "layers": c.n_layers, "heads": c.n_heads,
@@ -97,15 +138,19 @@ def _check_header(report: Report, oracle: Oracle) -> Verdict | None:
         if reported is not None and reported != value:
             return _fail(f"model header mismatch: the port reports {key}={reported}, the checkpoint has {value}")
     mtl = report.tokenizer.int_field("max_token_length")
-    if mtl is not None and mtl != oracle.tokenizer.max_token_length:
+    if mtl is not None and mtl != max_token_length(oracle):
         return _fail(
             f"tokenizer mismatch: the port reports max_token_length={mtl}, "
-            f"the file has {oracle.tokenizer.max_token_length}"
+            f"the file has {max_token_length(oracle)}"
         )
+    bpe = report.tokenizer.fields.get("format") == "bpe"
+    if bpe != isinstance(oracle, Llama3Oracle):
+        return _fail(f"tokenizer mismatch: the port read it as {'a BPE' if bpe else 'a llama2.c'} tokenizer file, "
+                     f"the file is {'a BPE' if not bpe else 'a llama2.c'} one")
     return None
 
 
-def _check_run_shape(report: Report, oracle: Oracle) -> Verdict | None:
+def _check_run_shape(report: Report, oracle: AnyOracle) -> Verdict | None:
     if report.done is None:
         return _fail(f"report has no done line: the run is incomplete after {len(report.tokens)} token records")
     if report.done.status != "ok":
@@ -119,24 +164,27 @@ def _check_run_shape(report: Report, oracle: Oracle) -> Verdict | None:
     if len(report.tokens) > steps:
         return _fail(f"the report has {len(report.tokens)} token records for steps={steps}")
     vocab = oracle.checkpoint.config.vocab_size
+    forced = len(report.prompt_ids) - 1
+    stop_name = "a stop id" if isinstance(oracle, Llama3Oracle) else "BOS (id 1)"
     for index, record in enumerate(report.tokens):
         if record.pos != index:
             return _fail(f"token record {index + 1} has pos={record.pos}, expected {index}", position=index)
         if not 0 <= record.id < vocab:
             return _fail(f"position {index}: id {record.id} is outside the vocabulary (0..{vocab - 1})",
                          position=index, actual_id=record.id)
-        if record.id == BOS_ID and index != len(report.tokens) - 1:
-            return _fail(f"position {index}: BOS (id 1) should have ended the run, but it continued",
+        if ends_run(oracle, record.id, index, forced) and index != len(report.tokens) - 1:
+            return _fail(f"position {index}: {stop_name} should have ended the run, but it continued",
                          position=index, actual_id=record.id)
-    if len(report.tokens) < steps and (not report.tokens or report.tokens[-1].id != BOS_ID):
-        return _fail(f"the run stopped after {len(report.tokens)} of {steps} steps without producing BOS")
+    last = len(report.tokens) - 1
+    if len(report.tokens) < steps and (not report.tokens or not ends_run(oracle, report.tokens[-1].id, last, forced)):
+        return _fail(f"the run stopped after {len(report.tokens)} of {steps} steps without producing {stop_name}")
     return None
 
 
 class _Judge:
     """Checks the token positions in order, keeping the RNG in step with the port."""
 
-    def __init__(self, oracle: Oracle, report: Report, tol: float, max_cdf_tol: float = MAX_CDF_TOL) -> None:
+    def __init__(self, oracle: AnyOracle, report: Report, tol: float, max_cdf_tol: float = MAX_CDF_TOL) -> None:
         self.oracle, self.report, self.tol = oracle, report, tol
         self.temperature = np.float32(report.args.temperature)
         self.topp = np.float32(report.args.topp)
@@ -147,10 +195,10 @@ class _Judge:
         self.near_ties = 0
 
     def piece(self, token: int) -> str:
-        return repr(_show(self.oracle.tokenizer.piece(token)))
+        return repr(_show(piece_bytes(self.oracle, token)))
 
     def context(self, position: int) -> str:
-        text = self.oracle.tokenizer.decode_sequence(self.inputs[1 : position + 1], first_prev=self.inputs[0])
+        text = decode_ids(self.oracle, self.inputs[1 : position + 1], first_prev=self.inputs[0])
         return _show(text[-CONTEXT_BYTES:])
 
     def mismatch(self, position: int, expected: int, logits: np.ndarray | None, why: str) -> Verdict:
@@ -222,13 +270,13 @@ def verify(
     tokenizer: str | Path,
     report: Report | str | Path,
     tol: float = DEFAULT_TOL,
-    oracle: Oracle | None = None,
+    oracle: AnyOracle | None = None,
 ) -> Verdict:
     """Check a port's run report against the checkpoint and tokenizer it should have used."""
     checkpoint, tokenizer = Path(checkpoint), Path(tokenizer)
     if not isinstance(report, Report):
         report = read_report(report)
-    oracle = oracle or Oracle.load(checkpoint, tokenizer)
+    oracle = oracle or load_oracle(checkpoint, tokenizer)
     for problem in (
         _check_file("model", report.model, checkpoint),
         _check_file("tokenizer", report.tokenizer, tokenizer),

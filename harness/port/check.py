@@ -6,6 +6,9 @@
    of the model and tokenizer the guest read and the prompt it received.
 3. Oracle text: the oracle's own generation for the same arguments. It must match unless verify accepted a
    near-tie (x87 vs SSE rounding), after which the two texts may legitimately diverge.
+
+A Llama 3 run (BPE tokenizer file, version-3 checkpoint) goes through the same three checks on the Llama 3
+oracle (harness/oracle/llama3.py): its text is the bytes of its ids up to a sampled stop id.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.oracle.generate import Oracle, RunArgs
+from harness.oracle.generate import RunArgs
 from harness.oracle.tokenizer import BOS_ID
-from harness.oracle.verify import Verdict, verify
+from harness.oracle.verify import AnyOracle, Verdict, decode_ids, ends_run, load_oracle, verify
 from harness.port.models import ModelChoice
 from harness.port.report import Report
 
@@ -44,13 +47,14 @@ def first_difference(left: bytes, right: bytes) -> int | None:
     return None if len(left) == len(right) else min(len(left), len(right))
 
 
-def text_of_report(oracle: Oracle, report: Report) -> bytes:
-    """The bytes the port must have printed for the ids in its report (up to a BOS, then the final newline)."""
+def text_of_report(oracle: AnyOracle, report: Report) -> bytes:
+    """The bytes the port must have printed for the ids in its report (up to the id that ends the run, then the
+    final newline)."""
     ids = report.token_ids
-    if BOS_ID in ids:
-        ids = ids[: ids.index(BOS_ID)]
+    forced = len(report.prompt_ids) - 1
+    end = next((i for i, token in enumerate(ids) if ends_run(oracle, token, i, forced)), len(ids))
     first = report.prompt_ids[0] if report.prompt_ids else BOS_ID
-    return oracle.tokenizer.decode_sequence(ids, first_prev=first) + b"\n"
+    return decode_ids(oracle, ids[:end], first_prev=first) + b"\n"
 
 def _around(data: bytes, index: int) -> str:
     return data[max(0, index - 20): index + 20].decode("utf-8", errors="replace")
@@ -58,7 +62,7 @@ def _around(data: bytes, index: int) -> str:
 
 def check_run(choice: ModelChoice, text: bytes, report: Report) -> RunCheck:
     """Check the guest's text and report; see the module docstring for the three checks."""
-    oracle = Oracle.load(choice.checkpoint, choice.tokenizer)
+    oracle = load_oracle(choice.checkpoint, choice.tokenizer)
     verdict = verify(choice.checkpoint, choice.tokenizer, report, oracle=oracle)
     args = report.args
     oracle_run = oracle.generate(

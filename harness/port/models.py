@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.oracle.bpe import load_bpe
 from harness.oracle.checkpoint import load_checkpoint
+from harness.oracle.llama3 import is_bpe_tokenizer
 from harness.port.downloads import FixtureError, resolve
 from harness.port.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
 
@@ -73,17 +75,29 @@ def check_pair(choice: ModelChoice) -> ModelChoice:
     """Refuse, before any guest boots, a damaged checkpoint or a tokenizer that belongs to another model.
 
     llama2.c (and so the port) reads only the first vocab_size tokens of a larger tokenizer and prints garbage
-    without complaint; the harness knows better and says so in one line.
+    without complaint; the harness knows better and says so in one line. A BPE tokenizer file (L98B, the Llama 3
+    family) names its ids itself: it may have fewer ids than the model's vocabulary (padded embeddings) but not
+    more, as the exporter, the port and the oracle agree.
     """
     try:
         checkpoint = load_checkpoint(choice.checkpoint)
     except HarnessError as error:
         raise ModelChoiceError(str(error)) from None
-    if checkpoint.version not in (0, 2, 98):
+    if checkpoint.version not in (0, 2, 3, 98):
         raise ModelChoiceError(f"{choice.checkpoint} is a llama2.c v{checkpoint.version} export; llama98 reads legacy "
-                               f"v0, v2 (Q8_0) and version 98 (ternary) checkpoints (export with llama2.c's "
-                               f"--version 0 or 2)")
+                               f"v0, v2 (Q8_0), version 3 (L98M) and version 98 (ternary) checkpoints (export with "
+                               f"llama2.c's --version 0 or 2, or `llama98-harness export` for Hugging Face models)")
     config = checkpoint.config
+    if is_bpe_tokenizer(choice.tokenizer):
+        try:
+            ids = len(load_bpe(choice.tokenizer).tokens)
+        except HarnessError as error:
+            raise ModelChoiceError(str(error)) from None
+        if ids > config.vocab_size:
+            raise ModelChoiceError(
+                f"wrong tokenizer: {choice.tokenizer} has {ids} token ids but {choice.checkpoint.name} has a "
+                f"vocabulary of {config.vocab_size}; pass the model's own tokenizer with --tokenizer")
+        return choice
     entries = tokenizer_entries(choice.tokenizer)
     if entries != config.vocab_size:
         raise ModelChoiceError(

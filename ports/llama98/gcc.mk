@@ -56,7 +56,7 @@ $(error unknown QDOT '$(QDOT)': use c or mmx)
 endif
 
 OUT ?= llama98
-NAMES = llama98 model tokenizer sampler timer u64 util crc32 $(QDOT_NAME)
+NAMES = llama98 model tokenizer bpe unicode_tables sampler timer u64 util crc32 $(QDOT_NAME)
 OBJS = $(addsuffix .o,$(NAMES))
 HEADERS = $(wildcard $(SRC)/*.h)
 # DEFINES: extra -D flags from the harness (test variants such as LLAMA98_FORK_STYLE); empty for real builds.
@@ -64,8 +64,8 @@ CFLAGS = $(STRICT) $(ARCH) $(OPT) -DLLAMA98_FLOAT_LIBM $(DEFINES)
 
 all: $(OUT)
 
-# bpetool: the test driver of the byte-level BPE tokenizer (bpe.c), not part
-# of llama98 yet: `make -f gcc.mk bpetool`.
+# bpetool: the test driver of the byte-level BPE tokenizer (bpe.c, which
+# llama98 also links): `make -f gcc.mk bpetool`.
 BPE_NAMES = bpetool bpe unicode_tables util crc32
 BPE_OBJS = $(addsuffix .o,$(BPE_NAMES))
 

@@ -1,10 +1,15 @@
 /* llama98.c - command line, generation loop and the -r report.
  *
  * llama98 CHECKPOINT [-t T] [-p P] [-s SEED] [-n STEPS] [-i PROMPT]
- *                    [-z TOKENIZER] [-m generate] [-r REPORT]
+ *                    [-z TOKENIZER] [-m generate] [-r REPORT] [-c CONTEXT]
  *
  * Behaves like llama2.c's `run` in generate mode (same clamping, sampler and
  * text), and can write the line-oriented report described in REPORT.md.
+ * With a BPE tokenizer file (L98B, the Llama 3 family) the prompt is the
+ * file's BOS then the BPE encoding of the prompt, a sampled EOS or stop id
+ * ends the run unprinted, and every other token prints as its bytes
+ * (README.md, "Llama 3 runs").  -c caps the positions a run takes (prompt
+ * and generated tokens), which size the KV cache.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -15,6 +20,7 @@
 #include <fcntl.h>
 #include <io.h>
 #endif
+#include "bpe.h"
 #include "model.h"
 #include "sampler.h"
 #include "timer.h"
@@ -32,7 +38,7 @@
 #define REPORT_HEADER "fork build: no report\n"
 #else
 #define USAGE "usage: llama98 CHECKPOINT [-t T] [-p P] [-s SEED] [-n STEPS] [-i PROMPT] " \
-              "[-z TOKENIZER] [-m generate] [-r REPORT]"
+              "[-z TOKENIZER] [-m generate] [-r REPORT] [-c CONTEXT]"
 #define REPORT_HEADER "llama98 report 1\n"
 #endif
 
@@ -46,6 +52,7 @@ typedef struct {
     float topp;
     int seed;
     int steps;
+    int context; /* -c: at most this many positions (0: the model's seq_len) */
 } Args;
 
 typedef struct {
@@ -53,6 +60,26 @@ typedef struct {
     int id;
     u64 ticks;
 } StepRecord;
+
+/* The run's tokenizer: a llama2.c file, or a BPE file (then bpe != NULL). */
+typedef struct {
+    Tokenizer *tok;
+    Bpe *bpe;
+} Vocab;
+
+/* True when the file starts with the BPE tokenizer magic "L98B" (a llama2.c
+ * tokenizer starts with max_token_length, a small int32). */
+static int is_bpe_file(const char *path)
+{
+    unsigned char magic[4];
+    int bpe = 0;
+    FILE *f = fopen(path, "rb");
+    if (f != NULL) {
+        bpe = fread(magic, 1, 4, f) == 4 && memcmp(magic, "L98B", 4) == 0;
+        fclose(f);
+    }
+    return bpe;
+}
 
 /* atoi() without its undefined behaviour on overflow: out-of-range values
  * saturate, as they do with a 32-bit long. */
@@ -80,6 +107,7 @@ static void parse_args(int argc, char **argv, Args *a)
     a->topp = 0.9f;
     a->seed = 0;
     a->steps = 256;
+    a->context = 0;
     if (argc < 2) {
         fatal("missing CHECKPOINT; " USAGE);
     }
@@ -90,7 +118,7 @@ static void parse_args(int argc, char **argv, Args *a)
         if (flag[0] != '-' || strlen(flag) != 2) {
             fatal("unknown option '%s'; " USAGE, flag);
         }
-        if (strchr("tpsnizmry", flag[1]) == NULL) {
+        if (strchr("tpsnizmryc", flag[1]) == NULL) {
             fatal("unknown option '%s'; " USAGE, flag);
         }
         if (i + 1 >= argc) {
@@ -115,6 +143,15 @@ static void parse_args(int argc, char **argv, Args *a)
             break;
         case 'z':
             a->tokenizer = value;
+            break;
+        case 'c':
+#ifdef LLAMA98_FORK_STYLE
+            fatal("%s", USAGE); /* llama2.c has no -c */
+#endif
+            a->context = parse_int(value);
+            if (a->context <= 0) {
+                fatal("-c %s: the context must be a positive number of positions", value);
+            }
             break;
         case 'm':
             a->mode = value;
@@ -160,7 +197,7 @@ static void seed_value(int seed, u64 *out)
 }
 
 static void write_report_header(FILE *r, const Args *a, const u64 *seed, const Model *m,
-                                const Tokenizer *t, const int *prompt_tokens, int n_prompt)
+                                const Vocab *vocab, const int *prompt_tokens, int n_prompt)
 {
     const Config *c = &m->config;
     char num[24];
@@ -179,11 +216,24 @@ static void write_report_header(FILE *r, const Args *a, const u64 *seed, const M
     }
     fputc('\n', r);
     fprintf(r, "model bytes=%ld crc32=%08lx dim=%d hidden=%d layers=%d heads=%d kv_heads=%d "
-               "vocab=%d seq_len=%d shared=%d\n",
+               "vocab=%d seq_len=%d shared=%d",
             m->file_bytes, m->crc32, c->dim, c->hidden_dim, c->n_layers, c->n_heads,
             c->n_kv_heads, c->vocab_size, c->seq_len, c->shared);
-    fprintf(r, "tokenizer bytes=%ld crc32=%08lx max_token_length=%ld\n", t->file_bytes, t->crc32,
-            t->max_token_length);
+    if (c->version == 3) {
+        fprintf(r, " version=3 rope_theta=%g norm_eps=%g rope_scaling=%d kv_positions=%d kv_bytes=%.0f",
+                (double)c->rope_theta, (double)c->norm_eps, c->rope_scaling, m->state.positions,
+                model_kv_bytes(m, m->state.positions));
+    }
+    fputc('\n', r);
+    if (vocab->bpe != NULL) {
+        const Bpe *b = vocab->bpe;
+        fprintf(r, "tokenizer bytes=%ld crc32=%08lx max_token_length=%ld format=bpe tokens=%ld bos=%ld "
+                   "eos=%ld stops=%ld\n", b->file_bytes, b->crc32, b->max_token_bytes, b->n_tokens,
+                b->bos_id, b->eos_id, b->n_stop);
+    } else {
+        fprintf(r, "tokenizer bytes=%ld crc32=%08lx max_token_length=%ld\n", vocab->tok->file_bytes,
+                vocab->tok->crc32, vocab->tok->max_token_length);
+    }
     timer_hz(&hz);
     fprintf(r, "timer source=%s hz=%s\n", timer_source(), u64_to_dec(&hz, num));
     fprintf(r, "prompt tokens=%d ids=", n_prompt);
@@ -214,7 +264,7 @@ typedef struct {
 
 /* Opens the -r report: a file gets its header now and each token as it is
  * made; "-" (stdout) keeps the records and prints them after the text. */
-static void open_report(Run *run, const Args *a, const u64 *seed, const Model *m, const Tokenizer *t)
+static void open_report(Run *run, const Args *a, const u64 *seed, const Model *m, const Vocab *t)
 {
     run->report = NULL;
     run->report_to_stdout = 0;
@@ -236,12 +286,39 @@ static void open_report(Run *run, const Args *a, const u64 *seed, const Model *m
     fflush(run->report);
 }
 
+/* Prints the token `next` (after `prev`) and says whether it ends the run:
+ * llama2.c's rule (a BOS ends it; pieces printed as llama2.c prints them),
+ * or with a BPE tokenizer Llama 3's (a sampled EOS or stop id ends it and is
+ * not printed; any other token is its bytes, written as they are). */
+static int emit(const Vocab *vocab, int prev, int next, int sampled)
+{
+    if (vocab->bpe != NULL) {
+        const unsigned char *bytes;
+        long len;
+        if (sampled && bpe_is_stop(vocab->bpe, next)) {
+            return 1;
+        }
+        bytes = bpe_token(vocab->bpe, next, &len);
+        if (len > 0) {
+            fwrite(bytes, 1, (size_t)len, stdout);
+            fflush(stdout);
+        }
+        return 0;
+    }
+    if (next == 1) {
+        return 1; /* BOS delimits sequences */
+    }
+    print_piece(tokenizer_decode(vocab->tok, prev, next), stdout);
+    fflush(stdout);
+    return 0;
+}
+
 /* llama2.c's generate(): the prompt is forced, then the sampler picks; the
  * text streams to stdout and each step's ticks go to the report. */
-static void generate(Run *run, const Args *a, Model *model, Tokenizer *tok, Sampler *sampler)
+static void generate(Run *run, const Args *a, Model *model, const Vocab *vocab, Sampler *sampler)
 {
     u64 t0, t1;
-    int token = run->prompt_tokens[0], next, started = 0;
+    int token = run->prompt_tokens[0], next, started = 0, sampled, stop;
     run->pos = 0;
     u64_set(&run->first_done, 0UL, 0UL);
     timer_now(&run->run_start);
@@ -251,16 +328,14 @@ static void generate(Run *run, const Args *a, Model *model, Tokenizer *tok, Samp
         float *logits;
         timer_now(&t0);
         logits = model_forward(model, token, run->pos);
-        if (run->pos < run->n_prompt - 1) {
+        sampled = run->pos >= run->n_prompt - 1;
+        if (!sampled) {
             next = run->prompt_tokens[run->pos + 1];
         } else {
             next = sampler_sample(sampler, logits);
         }
         run->pos++;
-        if (next != 1) {
-            print_piece(tokenizer_decode(tok, token, next), stdout);
-            fflush(stdout);
-        }
+        stop = emit(vocab, token, next, sampled);
         timer_now(&t1);
         rec.pos = run->pos - 1;
         rec.id = next;
@@ -272,8 +347,8 @@ static void generate(Run *run, const Args *a, Model *model, Tokenizer *tok, Samp
             fflush(run->report);
         }
         run->n_records++;
-        if (next == 1) {
-            break; /* BOS delimits sequences */
+        if (stop) {
+            break;
         }
         token = next;
         if (!started) {
@@ -287,7 +362,7 @@ static void generate(Run *run, const Args *a, Model *model, Tokenizer *tok, Samp
 }
 
 /* The tok/s line on stderr (as llama2.c prints it) and the report's end. */
-static void finish_report(Run *run, const Args *a, const u64 *seed, const Model *m, const Tokenizer *t)
+static void finish_report(Run *run, const Args *a, const u64 *seed, const Model *m, const Vocab *t)
 {
     u64 total;
     char num[24], num2[24];
@@ -325,15 +400,41 @@ static void finish_report(Run *run, const Args *a, const u64 *seed, const Model 
     }
 }
 
+/* BOS (when the file has one) then the BPE ids of the prompt, without
+ * special-token parsing (the oracle's rule); returns the count. */
+static int encode_bpe(const Bpe *b, const char *prompt, int **out)
+{
+    long len = (long)strlen(prompt), n, i, first = b->bos_id >= 0 ? 1 : 0;
+    long *ids = (long *)xmalloc(((double)bpe_max_ids(len) + 1.0) * sizeof(long), "the prompt");
+    int *tokens;
+    if (first) {
+        ids[0] = b->bos_id;
+    }
+    n = first + bpe_encode(b, (const unsigned char *)prompt, len, 0, ids + first);
+    if (n == 0) {
+        fatal("expected at least 1 prompt token (the tokenizer has no BOS and the prompt is empty)");
+    }
+    tokens = (int *)xmalloc((double)n * sizeof(int), "the prompt");
+    for (i = 0; i < n; i++) {
+        tokens[i] = (int)ids[i];
+    }
+    free(ids);
+    *out = tokens;
+    return (int)n;
+}
+
 int main(int argc, char **argv)
 {
     Args args;
     u64 seed;
     Model model;
     Tokenizer tok;
+    Bpe bpe;
+    Vocab vocab;
     Sampler sampler;
     Run run;
     const char *prompt;
+    int limit;
 
 #ifdef _WIN32
     /* the text is bytes: no "\r\n" translation, same output as Linux */
@@ -348,14 +449,36 @@ int main(int argc, char **argv)
     seed_value(args.seed, &seed);
 
     model_load(&model, args.checkpoint);
-    if (args.steps == 0 || args.steps > model.config.seq_len) {
-        args.steps = model.config.seq_len;
+    /* llama2.c's rule (0 or more than seq_len -> seq_len), with -c lowering the limit */
+    limit = model.config.seq_len;
+    if (args.context > 0 && args.context < limit) {
+        limit = args.context;
     }
-    tokenizer_load(&tok, args.tokenizer, model.config.vocab_size);
-    sampler_init(&sampler, model.config.vocab_size, args.temperature, args.topp, &seed);
+    if (args.steps == 0 || args.steps > limit) {
+        args.steps = limit;
+    }
     prompt = args.prompt != NULL ? args.prompt : "";
-    run.prompt_tokens = (int *)xmalloc(((double)strlen(prompt) + 3.0) * sizeof(int), "the prompt");
-    run.n_prompt = tokenizer_encode(&tok, prompt, run.prompt_tokens);
+    vocab.tok = NULL;
+    vocab.bpe = NULL;
+    if (is_bpe_file(args.tokenizer)) {
+        bpe_load(&bpe, args.tokenizer);
+        vocab.bpe = &bpe;
+        if (bpe.n_tokens > model.config.vocab_size) {
+            fatal("tokenizer %s has %ld token ids but checkpoint %s has a vocabulary of %d: not its tokenizer",
+                  args.tokenizer, bpe.n_tokens, args.checkpoint, model.config.vocab_size);
+        }
+        run.n_prompt = encode_bpe(&bpe, prompt, &run.prompt_tokens);
+    } else {
+        tokenizer_load(&tok, args.tokenizer, model.config.vocab_size);
+        vocab.tok = &tok;
+        run.prompt_tokens = (int *)xmalloc(((double)strlen(prompt) + 3.0) * sizeof(int), "the prompt");
+        run.n_prompt = tokenizer_encode(&tok, prompt, run.prompt_tokens);
+    }
+    if (args.context > 0 && run.n_prompt > args.context) {
+        fatal("the prompt is %d tokens, more than the context -c %d", run.n_prompt, args.context);
+    }
+    sampler_init(&sampler, model.config.vocab_size, args.temperature, args.topp, &seed);
+    model_start(&model, args.steps);
 
     timer_init();
     timer_hz(&run.hz);
@@ -364,9 +487,9 @@ int main(int argc, char **argv)
            "Prompt: %s\n", model.config.dim, model.config.n_layers, model.config.n_heads,
            model.config.vocab_size, model.config.seq_len, prompt);
 #endif
-    open_report(&run, &args, &seed, &model, &tok);
-    generate(&run, &args, &model, &tok, &sampler);
-    finish_report(&run, &args, &seed, &model, &tok);
+    open_report(&run, &args, &seed, &model, &vocab);
+    generate(&run, &args, &model, &vocab, &sampler);
+    finish_report(&run, &args, &seed, &model, &vocab);
 #ifdef LLAMA98_FORK_STYLE
     printf("Freeing memory... done.\n");
 #endif
@@ -374,7 +497,11 @@ int main(int argc, char **argv)
     free(run.records);
     free(run.prompt_tokens);
     sampler_free(&sampler);
-    tokenizer_free(&tok);
+    if (vocab.bpe != NULL) {
+        bpe_free(&bpe);
+    } else {
+        tokenizer_free(&tok);
+    }
     model_free(&model);
     return 0;
 }

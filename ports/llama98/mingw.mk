@@ -33,7 +33,7 @@ QDOT_NAME = qdot
 endif
 
 OUT ?= llama98.exe
-NAMES = llama98 model tokenizer sampler timer u64 util crc32 $(QDOT_NAME)
+NAMES = llama98 model tokenizer bpe unicode_tables sampler timer u64 util crc32 $(QDOT_NAME)
 OBJS = $(addsuffix .o,$(NAMES))
 HEADERS = $(wildcard $(SRC)/*.h)
 # DEFINES: extra -D flags from the harness (test variants such as LLAMA98_FORK_STYLE); empty for real builds.
@@ -41,8 +41,8 @@ CFLAGS = $(STRICT) $(ARCH) $(OPT) $(DEFS) $(DEFINES)
 
 all: $(OUT)
 
-# bpetool: the test driver of the byte-level BPE tokenizer (bpe.c), not part
-# of llama98 yet: `make -f mingw.mk bpetool.exe`.
+# bpetool: the test driver of the byte-level BPE tokenizer (bpe.c, which
+# llama98 also links): `make -f mingw.mk bpetool.exe`.
 BPE_NAMES = bpetool bpe unicode_tables util crc32
 BPE_OBJS = $(addsuffix .o,$(BPE_NAMES))
 

@@ -18,6 +18,9 @@
 #define V0_HEADER_BYTES 28
 #define AK42_HEADER_BYTES 256
 #define AK42_MAGIC 0x616B3432L
+#define L98M_HEADER_BYTES 256
+#define L98M_VERSION 3
+#define L98M_FLAG_SHARED 1L
 
 static const char *const field_names[7] = {
     "dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"
@@ -42,6 +45,14 @@ const char *weight_type_name(int type)
 static float round_float(float value)
 {
     volatile float stored = value;
+    return stored;
+}
+
+/* The same for a double: x87 keeps 80-bit intermediates, SSE2 rounds each
+ * step to 64 bits as the oracle's numpy does. */
+static double round_double(double value)
+{
+    volatile double stored = value;
     return stored;
 }
 
@@ -152,6 +163,71 @@ static void read_ak42_flags(const char *path, const unsigned char *h, Config *c)
     }
 }
 
+/* A little-endian IEEE single (host_float_ok() has checked the host's). */
+static float read_f32(const unsigned char *p)
+{
+    float value;
+    memcpy(&value, p, sizeof(value));
+    return value;
+}
+
+/* A float that is a number and below 1e30 (C89 has no isfinite). */
+static int finite_float(float x)
+{
+    return x == x && x > -1e30f && x < 1e30f;
+}
+
+/* Reads the L98M version 3 header's fields after the seven dimensions
+ * (FORMATS.md, "Checkpoint version 3"). */
+static void read_l98m_fields(const char *path, const unsigned char *h, Config *c)
+{
+    long flags, original;
+    int i;
+    c->version = (int)read_le32(h + 4);
+    if (c->version != L98M_VERSION) {
+        fatal("checkpoint %s: L98M checkpoint version %d is not supported (only 3)", path, c->version);
+    }
+    c->weight_type = (int)read_le32(h + 36);
+    if (c->weight_type != WT_F32) {
+        fatal("checkpoint %s: weight type %d is not supported in version 3 (0 = float32)", path, c->weight_type);
+    }
+    flags = read_le32(h + 40);
+    if ((flags & ~L98M_FLAG_SHARED) != 0) {
+        fatal("checkpoint %s: unknown flags %ld in the version 3 header", path, flags);
+    }
+    c->shared = (int)(flags & L98M_FLAG_SHARED);
+    c->classifier_type = WT_F32;
+    c->rope_theta = read_f32(h + 44);
+    c->norm_eps = read_f32(h + 48);
+    if (!finite_float(c->rope_theta) || !(c->rope_theta > 1.0f) || !finite_float(c->norm_eps) ||
+        !(c->norm_eps > 0.0f && c->norm_eps < 1.0f)) {
+        fatal("checkpoint %s: impossible rope_theta=%g or norm_eps=%g", path, (double)c->rope_theta,
+              (double)c->norm_eps);
+    }
+    c->rope_scaling = (int)read_le32(h + 52);
+    c->rope_factor = read_f32(h + 56);
+    c->rope_low = read_f32(h + 60);
+    c->rope_high = read_f32(h + 64);
+    original = read_le32(h + 68);
+    c->rope_original = original;
+    if (c->rope_scaling == ROPE_SCALING_LLAMA3) {
+        if (!finite_float(c->rope_factor) || !finite_float(c->rope_low) || !finite_float(c->rope_high) ||
+            !(c->rope_factor >= 1.0f) || !(c->rope_low > 0.0f) || !(c->rope_low < c->rope_high) ||
+            original <= 0) {
+            fatal("checkpoint %s: impossible llama3 rope scaling factor=%g low=%g high=%g original=%ld", path,
+                  (double)c->rope_factor, (double)c->rope_low, (double)c->rope_high, original);
+        }
+    } else if (c->rope_scaling != ROPE_SCALING_NONE || c->rope_factor != 0.0f || c->rope_low != 0.0f ||
+               c->rope_high != 0.0f || original != 0) {
+        fatal("checkpoint %s: rope scaling type %d is not supported (0 none, 1 llama3)", path, c->rope_scaling);
+    }
+    for (i = 72; i < L98M_HEADER_BYTES; i++) {
+        if (h[i] != 0) {
+            fatal("checkpoint %s: reserved header byte %d is %d, not 0", path, i, (int)h[i]);
+        }
+    }
+}
+
 /* Bytes one tensor of `count` weights takes in the file. */
 static double tensor_bytes(const Config *c, int type, double count)
 {
@@ -173,6 +249,10 @@ static double expected_bytes(const Config *c)
     double kvd = hs * c->n_kv_heads;
     int wt = c->weight_type;
     double n;
+    if (c->version == L98M_VERSION) {
+        n = V * D + L * (2.0 * D + 2.0 * D * D + 2.0 * D * kvd + 3.0 * D * H) + D + (c->shared ? 0.0 : V * D);
+        return 4.0 * n;
+    }
     if (c->version == 0) {
         n = V * D + 2.0 * L * D + 2.0 * L * D * D + 2.0 * L * D * kvd + 3.0 * L * D * H + D;
         n += (double)c->seq_len * hs; /* legacy freq_cis real and imaginary tables */
@@ -210,6 +290,12 @@ static void read_exact(Reader *r, unsigned char *dst, double n)
     if (got != n) {
         fatal("checkpoint %s: truncated while reading weights", r->path);
     }
+}
+
+/* Reads count floats to dst (not the next free float). */
+static void read_floats_to(Reader *r, float *dst, double count)
+{
+    read_exact(r, (unsigned char *)dst, 4.0 * count);
 }
 
 static const float *take_floats(Reader *r, double count)
@@ -340,6 +426,70 @@ static void read_ak42_body(Model *m, FILE *f, const char *path)
     }
 }
 
+/* Version 3: the file keeps each layer's tensors together (rms_att, wq, wk,
+ * wv, wo, rms_ffn, w1, w2, w3); the norms go to their (layer, dim) arrays so
+ * the forward pass indexes them as it does for every format, and each matrix
+ * is a Tensor read by read_tensor(), as v2 and v98 tensors are. */
+static void read_v3_body(Model *m, FILE *f, const char *path)
+{
+    const Config *c = &m->config;
+    Weights *w = &m->weights;
+    Reader r;
+    double L = c->n_layers, D = c->dim, H = c->hidden_dim, K = m->kv_dim, V = c->vocab_size;
+    double norms = 2.0 * L * D + D;
+    double n = norms + V * D + L * (2.0 * D * D + 2.0 * K * D + 3.0 * D * H) + (c->shared ? 0.0 : V * D);
+    int l, k, nl = c->n_layers, wt = c->weight_type;
+    float *rms_att, *rms_ffn, *rms_final;
+    double rows[7], cols[7];
+    rows[0] = D; cols[0] = D;
+    rows[1] = K; cols[1] = D;
+    rows[2] = K; cols[2] = D;
+    rows[3] = D; cols[3] = D;
+    rows[4] = H; cols[4] = D;
+    rows[5] = D; cols[5] = H;
+    rows[6] = H; cols[6] = D;
+
+    m->floats = (float *)xmalloc(4.0 * n, "the checkpoint weights");
+    m->layer_tensors = (Tensor *)xmalloc(7.0 * L * sizeof(Tensor), "the weight table");
+    rms_att = m->floats;
+    rms_ffn = rms_att + (size_t)nl * (size_t)c->dim;
+    rms_final = rms_ffn + (size_t)nl * (size_t)c->dim;
+    r.f = f;
+    r.path = path;
+    r.crc = &m->crc32;
+    r.floats = rms_final + c->dim;
+    r.bytes = NULL;
+    read_tensor(&r, &w->token_embedding, WT_F32, 0, V * D, "embedding", 0);
+    for (l = 0; l < nl; l++) {
+        read_floats_to(&r, rms_att + (size_t)l * (size_t)c->dim, D);
+        for (k = 0; k < 4; k++) {
+            read_tensor(&r, m->layer_tensors + k * nl + l, wt, 0, rows[k] * cols[k], tensor_names[k], l);
+        }
+        read_floats_to(&r, rms_ffn + (size_t)l * (size_t)c->dim, D);
+        for (k = 4; k < 7; k++) {
+            read_tensor(&r, m->layer_tensors + k * nl + l, wt, 0, rows[k] * cols[k], tensor_names[k], l);
+        }
+    }
+    read_floats_to(&r, rms_final, D);
+    w->rms_att = rms_att;
+    w->rms_ffn = rms_ffn;
+    w->rms_final = rms_final;
+    w->sub_att = NULL;
+    w->sub_ffn = NULL;
+    w->wq = m->layer_tensors;
+    w->wk = m->layer_tensors + nl;
+    w->wv = m->layer_tensors + 2 * nl;
+    w->wo = m->layer_tensors + 3 * nl;
+    w->w1 = m->layer_tensors + 4 * nl;
+    w->w2 = m->layer_tensors + 5 * nl;
+    w->w3 = m->layer_tensors + 6 * nl;
+    if (c->shared) {
+        w->wcls = w->token_embedding;
+    } else {
+        read_tensor(&r, &w->wcls, WT_F32, 0, V * D, "classifier", 0);
+    }
+}
+
 static void map_v0_weights(Model *m)
 {
     const Config *c = &m->config;
@@ -409,21 +559,50 @@ static float *alloc_floats(double count, const char *what)
     return (float *)xmalloc(count * (double)sizeof(float), what);
 }
 
-static void alloc_state(Model *m)
+double model_kv_bytes(const Model *m, int positions)
+{
+    return 2.0 * 4.0 * (double)m->config.n_layers * (double)positions * (double)m->kv_dim;
+}
+
+/* llama3 RoPE frequency scaling (FORMATS.md), in double and rounded to
+ * float, in the oracle's order of operations. */
+static float llama3_scaled(const Config *c, float freq)
+{
+    double f = (double)freq, factor = (double)c->rope_factor;
+    double low = (double)c->rope_low, high = (double)c->rope_high, original = (double)c->rope_original;
+    double wavelength = round_double(2.0 * 3.14159265358979323846 / f);
+    double smooth;
+    if (wavelength < round_double(original / high)) {
+        return freq;
+    }
+    if (wavelength > round_double(original / low)) {
+        return round_float((float)round_double(f / factor));
+    }
+    smooth = round_double(round_double(original / wavelength - low) / (high - low));
+    return round_float((float)round_double(round_double(round_double((1.0 - smooth) * f) / factor) +
+                                           round_double(smooth * f)));
+}
+
+void model_start(Model *m, int positions)
 {
     const Config *c = &m->config;
     RunState *s = &m->state;
-    double kv = (double)c->n_layers * c->seq_len * m->kv_dim;
+    double kv;
     int half = m->head_size / 2;
     int widest = c->hidden_dim > c->dim ? c->hidden_dim : c->dim;
     int i;
+    if (positions < 1 || positions > c->seq_len) {
+        fatal("a run of %d positions does not fit the model's seq_len %d", positions, c->seq_len);
+    }
+    s->positions = positions;
+    kv = (double)c->n_layers * positions * m->kv_dim;
     s->x = alloc_floats(c->dim, "activations");
     s->xb = alloc_floats(c->dim, "activations");
     s->xb2 = alloc_floats(c->dim, "activations");
     s->hb = alloc_floats(c->hidden_dim, "activations");
     s->hb2 = alloc_floats(c->hidden_dim, "activations");
     s->q = alloc_floats(c->dim, "activations");
-    s->att = alloc_floats((double)c->n_heads * c->seq_len, "attention scores");
+    s->att = alloc_floats((double)c->n_heads * positions, "attention scores");
     s->logits = alloc_floats(c->vocab_size, "logits");
     s->key_cache = alloc_floats(kv, "the key cache");
     s->value_cache = alloc_floats(kv, "the value cache");
@@ -435,11 +614,15 @@ static void alloc_state(Model *m)
     s->a16 = (short *)xmalloc((double)widest * sizeof(short), "activations");
     s->sums = (long *)xmalloc((double)widest * sizeof(long), "activations");
     /* llama2.c: freq = 1.0f / powf(10000.0f, head_dim / (float)head_size),
-     * each step rounded to float as IEEE single arithmetic would. */
+     * each step rounded to float as IEEE single arithmetic would; version 3
+     * takes the base from the header and may scale the result (llama3). */
     for (i = 0; i < half; i++) {
         float exponent = round_float((float)(2 * i) / (float)m->head_size);
-        float power = round_float(F_POW(LLAMA98_ROPE_BASE, exponent));
+        float power = round_float(F_POW(c->rope_theta, exponent));
         s->rope_freq[i] = round_float(1.0f / power);
+        if (c->rope_scaling == ROPE_SCALING_LLAMA3) {
+            s->rope_freq[i] = llama3_scaled(c, s->rope_freq[i]);
+        }
     }
     s->sqrt_head_size = round_float((float)sqrt((double)m->head_size));
 }
@@ -495,25 +678,33 @@ void model_load(Model *m, const char *path)
         fatal("checkpoint %s is %ld bytes, shorter than the %d-byte header",
               path, size, V0_HEADER_BYTES);
     }
-    if (read_le32(header) == AK42_MAGIC) {
+    if (read_le32(header) == AK42_MAGIC || memcmp(header, "L98M", 4) == 0) {
         header_bytes = AK42_HEADER_BYTES;
         if (size < AK42_HEADER_BYTES ||
             fread(header + V0_HEADER_BYTES, 1, AK42_HEADER_BYTES - V0_HEADER_BYTES, f) !=
                 AK42_HEADER_BYTES - V0_HEADER_BYTES) {
             fclose(f);
-            fatal("checkpoint %s is %ld bytes, shorter than the %d-byte ak42 header", path, size,
-                  AK42_HEADER_BYTES);
+            fatal("checkpoint %s is %ld bytes, shorter than the %d-byte %s header", path, size,
+                  AK42_HEADER_BYTES, header[0] == 'L' ? "L98M" : "ak42");
         }
     }
     m->crc32 = crc32_update(0UL, header, (size_t)header_bytes);
     for (i = 0; i < 7; i++) {
         v[i] = read_le32(header + 4 * i + (header_bytes == V0_HEADER_BYTES ? 0 : 8));
     }
+    if (v[5] < 0 && memcmp(header, "L98M", 4) == 0) {
+        fatal("checkpoint %s: vocab_size %ld must be positive in an L98M header", path, v[5]);
+    }
     validate_header(path, v, &m->config);
     m->config.version = 0;
     m->config.weight_type = WT_F32;
     m->config.classifier_type = WT_F32;
-    if (header_bytes == AK42_HEADER_BYTES) {
+    m->config.rope_theta = LLAMA98_ROPE_BASE;
+    m->config.norm_eps = 1e-5f;
+    m->config.rope_scaling = ROPE_SCALING_NONE;
+    if (memcmp(header, "L98M", 4) == 0) {
+        read_l98m_fields(path, header, &m->config);
+    } else if (header_bytes == AK42_HEADER_BYTES) {
         if (!m->config.shared) {
             fatal("checkpoint %s: vocab_size must be positive in an ak42 header", path);
         }
@@ -536,6 +727,8 @@ void model_load(Model *m, const char *path)
             fatal("checkpoint %s: read only %.0f of %.0f weight bytes", path, got, body);
         }
         map_v0_weights(m);
+    } else if (m->config.version == L98M_VERSION) {
+        read_v3_body(m, f, path);
     } else {
         read_ak42_body(m, f, path);
     }
@@ -546,7 +739,6 @@ void model_load(Model *m, const char *path)
     fclose(f);
     m->file_bytes = size;
     m->weight_bytes_per_token = weight_bytes_per_token(m);
-    alloc_state(m);
 }
 
 void model_free(Model *m)
@@ -735,7 +927,7 @@ static void embed(float *x, const Tensor *e, int token, int dim)
     }
 }
 
-static void rmsnorm(float *o, const float *x, const float *weight, int size)
+static void rmsnorm(float *o, const float *x, const float *weight, int size, float eps)
 {
     float ss = 0.0f;
     int j;
@@ -743,7 +935,7 @@ static void rmsnorm(float *o, const float *x, const float *weight, int size)
         ss += x[j] * x[j];
     }
     ss /= (float)size;
-    ss += 1e-5f;
+    ss += eps;
     ss = 1.0f / (float)sqrt((double)ss);
     for (j = 0; j < size; j++) {
         o[j] = weight[j] * (ss * x[j]);
@@ -775,11 +967,11 @@ static void attention(Model *m, int layer, int pos)
     int head_size = m->head_size;
     int kv_dim = m->kv_dim;
     int kv_mul = c->n_heads / c->n_kv_heads;
-    size_t loff = (size_t)layer * (size_t)c->seq_len * (size_t)kv_dim;
+    size_t loff = (size_t)layer * (size_t)s->positions * (size_t)kv_dim;
     int h, t, i;
     for (h = 0; h < c->n_heads; h++) {
         const float *q = s->q + h * head_size;
-        float *att = s->att + (size_t)h * (size_t)c->seq_len;
+        float *att = s->att + (size_t)h * (size_t)s->positions;
         size_t head_off = loff + (size_t)((h / kv_mul) * head_size);
         const float *k = s->key_cache + head_off;
         const float *v = s->value_cache + head_off;
@@ -827,11 +1019,11 @@ float *model_forward(Model *m, int token, int pos)
     }
 
     for (l = 0; l < c->n_layers; l++) {
-        size_t loff = (size_t)l * (size_t)c->seq_len * (size_t)kv_dim;
+        size_t loff = (size_t)l * (size_t)s->positions * (size_t)kv_dim;
         float *k = s->key_cache + loff + (size_t)pos * (size_t)kv_dim;
         float *v = s->value_cache + loff + (size_t)pos * (size_t)kv_dim;
 
-        rmsnorm(s->xb, x, w->rms_att + (size_t)l * dim, dim);
+        rmsnorm(s->xb, x, w->rms_att + (size_t)l * dim, dim, c->norm_eps);
         linear(s, s->q, s->xb, &w->wq[l], dim, dim);
         linear(s, k, s->xb, &w->wk[l], dim, kv_dim);
         linear(s, v, s->xb, &w->wv[l], dim, kv_dim);
@@ -841,14 +1033,14 @@ float *model_forward(Model *m, int token, int pos)
         attention(m, l, pos);
 
         if (w->sub_att != NULL) {
-            rmsnorm(s->xb, s->xb, w->sub_att + (size_t)l * dim, dim);
+            rmsnorm(s->xb, s->xb, w->sub_att + (size_t)l * dim, dim, c->norm_eps);
         }
         linear(s, s->xb2, s->xb, &w->wo[l], dim, dim);
         for (i = 0; i < dim; i++) {
             x[i] += s->xb2[i];
         }
 
-        rmsnorm(s->xb, x, w->rms_ffn + (size_t)l * dim, dim);
+        rmsnorm(s->xb, x, w->rms_ffn + (size_t)l * dim, dim, c->norm_eps);
         linear(s, s->hb, s->xb, &w->w1[l], dim, hidden);
         linear(s, s->hb2, s->xb, &w->w3[l], dim, hidden);
         if (c->ffn == FFN_RELU2) {
@@ -867,7 +1059,7 @@ float *model_forward(Model *m, int token, int pos)
             }
         }
         if (w->sub_ffn != NULL) {
-            rmsnorm(s->hb, s->hb, w->sub_ffn + (size_t)l * hidden, hidden);
+            rmsnorm(s->hb, s->hb, w->sub_ffn + (size_t)l * hidden, hidden, c->norm_eps);
         }
         linear(s, s->xb, s->hb, &w->w2[l], hidden, dim);
         for (i = 0; i < dim; i++) {
@@ -875,7 +1067,7 @@ float *model_forward(Model *m, int token, int pos)
         }
     }
 
-    rmsnorm(x, x, w->rms_final, dim);
+    rmsnorm(x, x, w->rms_final, dim, c->norm_eps);
     linear(s, s->logits, x, &w->wcls, dim, c->vocab_size);
     return s->logits;
 }

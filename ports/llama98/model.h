@@ -1,6 +1,6 @@
-/* model.h - llama2.c checkpoints (legacy v0 fp32, v2 Q8_0) and the llama98
- * ternary format (version 98, see FORMATS.md): validated loading and the
- * Llama-2 forward pass.
+/* model.h - llama2.c checkpoints (legacy v0 fp32, v2 Q8_0), the llama98
+ * ternary format (version 98) and the Llama 3 family's L98M version 3 (see
+ * FORMATS.md): validated loading and the Llama forward pass.
  *
  * The float operations run in exactly the order llama2.c's run.c (fp32) and
  * runq.c (Q8_0) use, so an IEEE single-precision build prints the same text
@@ -35,7 +35,15 @@ typedef struct {
     int ffn;             /* FFN_* */
     int sub_norms;       /* 1: RMSNorm before wo and before w2 (BitNet) */
     int classifier_type; /* WT_F32 or WT_Q8_0 (version 98) */
+    float rope_theta;    /* RoPE base: 10000 (llama2.c) or the v3 header's */
+    float norm_eps;      /* RMSNorm epsilon: 1e-5 (llama2.c) or the v3 header's */
+    int rope_scaling;    /* ROPE_SCALING_*: v3 only */
+    float rope_factor, rope_low, rope_high; /* llama3 scaling parameters */
+    long rope_original;  /* original_max_position_embeddings */
 } Config;
+
+#define ROPE_SCALING_NONE 0
+#define ROPE_SCALING_LLAMA3 1
 
 /* One weight matrix (rows, cols), row-major, in one of the weight types. */
 typedef struct {
@@ -61,10 +69,11 @@ typedef struct {
 
 typedef struct {
     float *x, *xb, *xb2, *hb, *hb2, *q;
-    float *att;          /* (n_heads, seq_len) */
+    int positions;       /* what the KV cache holds: the run's, not seq_len */
+    float *att;          /* (n_heads, positions) */
     float *logits;       /* (vocab) */
-    float *key_cache;    /* (layer, seq_len, kv_dim) */
-    float *value_cache;  /* (layer, seq_len, kv_dim) */
+    float *key_cache;    /* (layer, positions, kv_dim) */
+    float *value_cache;  /* (layer, positions, kv_dim) */
     float *rope_freq;    /* (head_size / 2), fixed for the model */
     float *rope_cos;     /* (head_size / 2), for the current position */
     float *rope_sin;
@@ -80,7 +89,7 @@ typedef struct {
     Weights weights;
     RunState state;
     unsigned char *data;   /* v0: everything after the header, as read */
-    float *floats;         /* v2/v98: norms, fp32 embedding/classifier, scales */
+    float *floats;         /* v2/v3/v98: norms, fp32 weights, scales */
     unsigned char *bytes;  /* v2/v98: int8 and packed ternary values */
     Tensor *layer_tensors; /* 7 * n_layers */
     long file_bytes;
@@ -90,10 +99,16 @@ typedef struct {
     int kv_dim;
 } Model;
 
-/* Loads and validates the checkpoint, then allocates the run state; any
- * problem ends the program through fatal(). */
+/* Loads and validates the checkpoint; any problem ends the program through
+ * fatal(). */
 void model_load(Model *m, const char *path);
-/* Runs one position and returns the logits (vocab_size floats). */
+/* Allocates the run state for positions 0..positions-1 (1..seq_len): the
+ * KV cache holds what the run needs, never what the header allows. */
+void model_start(Model *m, int positions);
+/* Bytes the KV cache of `positions` positions takes (keys and values). */
+double model_kv_bytes(const Model *m, int positions);
+/* Runs one position (< the positions of model_start) and returns the
+ * logits (vocab_size floats). */
 float *model_forward(Model *m, int token, int pos);
 void model_free(Model *m);
 /* "fp32", "q8_0" or "ternary": the weight type's name. */

@@ -21,7 +21,7 @@ TARGET = -bt=nt -6r -fp6 -ox -s
 CFLAGS = $(TARGET) $(WARN) -i=$(SRC)
 STRICT = -za
 
-OBJS = llama98.obj model.obj tokenizer.obj sampler.obj timer.obj u64.obj util.obj crc32.obj qdot_mmx.obj
+OBJS = llama98.obj model.obj tokenizer.obj bpe.obj unicode_tables.obj sampler.obj timer.obj u64.obj util.obj crc32.obj qdot_mmx.obj
 
 all: llama98.exe .SYMBOLIC
 
