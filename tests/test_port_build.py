@@ -37,8 +37,6 @@ def test_each_source_is_strict_c89(compiler: str, source: str, tmp_path: Path) -
     command = COMPILERS[compiler]
     if shutil.which(command[0]) is None:
         pytest.skip(f"{command[0]} not installed")
-    if source == "qdot_mmx.c" and compiler == "gcc":
-        pytest.skip("qdot_mmx.c is i386 assembly (x86-64 builds take qdot.c); checked with gcc -m32 and MinGW")
     result = subprocess.run(
         [*command, *STRICT, "-O2", "-c", str(default_src_dir() / source), "-o", str(tmp_path / "x.o")],
         capture_output=True, text=True, timeout=120, check=False,

@@ -70,14 +70,19 @@ int main(void)
 """
 
 
+KERNEL_FILES = {"qdot.c": [str(default_src_dir() / "qdot.c")],
+                "qdot_mmx.c": [str(default_src_dir() / "qdot_mmx.c"), str(default_src_dir() / "qdot_mmx_gcc.c")]}
+
+
 def _sums(kernel: str, tmp_path: Path) -> list[str]:
+    """Build the driver with `kernel` (qdot.c, or qdot_mmx.c with its GCC assembly file) and run it."""
     if shutil.which("gcc") is None:
         pytest.skip("gcc not installed")
     src = default_src_dir()
     (tmp_path / "driver.c").write_text(DRIVER)
     exe = tmp_path / f"driver-{kernel}"
     build = subprocess.run(["gcc", "-m32", "-march=pentium2", "-O2", *STRICT, "-I", str(src), "-o", str(exe),
-                            str(tmp_path / "driver.c"), str(src / kernel)], capture_output=True, text=True,
+                            str(tmp_path / "driver.c"), *KERNEL_FILES[kernel]], capture_output=True, text=True,
                            timeout=120, check=False)
     if build.returncode != 0 and "gnu/stubs-32.h" in build.stderr:
         pytest.skip("gcc -m32 needs gcc-multilib")

@@ -48,7 +48,7 @@ endif
 
 QDOT ?= c
 ifeq ($(QDOT),mmx)
-QDOT_NAME = qdot_mmx
+QDOT_NAME = qdot_mmx qdot_mmx_gcc
 else ifeq ($(QDOT),c)
 QDOT_NAME = qdot
 else

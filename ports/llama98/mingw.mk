@@ -27,7 +27,7 @@ LDFLAGS = -static-libgcc -mconsole \
 
 QDOT ?= mmx
 ifeq ($(QDOT),mmx)
-QDOT_NAME = qdot_mmx
+QDOT_NAME = qdot_mmx qdot_mmx_gcc
 else
 QDOT_NAME = qdot
 endif

@@ -21,7 +21,7 @@ TARGET = -bt=nt -6r -fp6 -ox -s
 CFLAGS = $(TARGET) $(WARN) -i=$(SRC)
 STRICT = -za
 
-OBJS = llama98.obj model.obj tokenizer.obj bpe.obj unicode_tables.obj sampler.obj timer.obj u64.obj util.obj crc32.obj qdot_mmx.obj
+OBJS = llama98.obj model.obj tokenizer.obj bpe.obj unicode_tables.obj sampler.obj timer.obj u64.obj util.obj crc32.obj qdot_mmx.obj qdot_mmx_wat.obj
 
 all: llama98.exe .SYMBOLIC
 
@@ -63,6 +63,9 @@ unicode_tables.obj: $(SRC)/unicode_tables.c
 	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
 
 qdot_mmx.obj: $(SRC)/qdot_mmx.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+qdot_mmx_wat.obj: $(SRC)/qdot_mmx_wat.c
 	$(CC) -c $(CFLAGS) -fo=$@ $[@
 
 crc32.obj: $(SRC)/crc32.c
