@@ -110,7 +110,12 @@ def test_readme_example_test_file_runs_against_a_fork(vm_image: tuple[str, Path]
 # Wall-clock tok/s is noisy on a shared 2-core host running other guests: the culprit is several times slower and
 # the threshold 50%, so only a real slowdown crosses the line.
 SLOWDOWN_PASSES = 6
-FORK_SOURCES = ("llama98", "model", "tokenizer", "sampler", "timer", "u64", "util", "crc32", "qdot")
+def _fork_sources() -> list[str]:
+    """The port's sources as its makefile lists them (NAMES in gcc.mk, with the portable qdot), so the fork builds
+    whatever files the port grows."""
+    names = re.search(r"^NAMES = (.*)$", (project_root() / "ports" / "llama98" / "gcc.mk").read_text(), re.M)
+    assert names is not None, "gcc.mk lost its NAMES line"
+    return [name if name != "$(QDOT_NAME)" else "qdot" for name in names.group(1).split()]
 FORK_MAKEFILE = """# A fork's own build: `make run` leaves ./run.
 OPT = -O2
 run: $(wildcard src/*.c) $(wildcard src/*.h)
@@ -127,7 +132,7 @@ def _fork_repository(path: Path) -> tuple[str, str]:
     """good, a docs commit, the culprit (passes over every weight before each token), another docs commit."""
     (path / "src").mkdir(parents=True)
     port = project_root() / "ports" / "llama98"
-    for name in FORK_SOURCES:
+    for name in _fork_sources():
         shutil.copy2(port / f"{name}.c", path / "src")
     for header in port.glob("*.h"):
         shutil.copy2(header, path / "src")
