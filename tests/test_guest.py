@@ -6,6 +6,7 @@ answering. The image's sha256 is checked when the module is done, and no QEMU ma
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from harness.vm.guest import Guest, GuestMemoryError, TransferError, open_guest
 from harness.vm.machine import Machine, MachineOptions
 from harness.vm.processes import live_qemu_pids
 from harness.vm.profile import load_profile
+from harness.vm.progress import LARGE_FILE_BYTES
 
 pytestmark = pytest.mark.vm
 
@@ -123,6 +125,25 @@ def test_active_fetch_is_bridged_through_a_temporary_host_forward(booted: Booted
     assert "bridging PORT 10.0.2.15:" in log and "removed hostfwd 127.0.0.1:" in log
     assert booted.machine.host_forwards() == []
     assert booted.guest.run("ls /mnt/c/run/ftp.scr", 20).exit_code != 0  # the script (with password) is gone
+
+
+def test_a_large_fetch_logs_plain_progress_lines_when_stderr_is_not_a_terminal(
+        booted: Booted, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source = _random_file(tmp_path, 48 * 1024 * 1024, "large.bin")
+    guest = booted.guest
+    guest.progress_min_bytes, guest.progress_interval = 16 * 1024 * 1024, 0.25
+    try:
+        with caplog.at_level(logging.INFO, logger="harness.vm.progress"):
+            result = guest.fetch(source, "large.bin", mode="passive")
+    finally:
+        guest.progress_min_bytes, guest.progress_interval = LARGE_FILE_BYTES, None
+        guest.run("rm -f /mnt/c/run/large.bin", 20)
+    assert result.verified and result.digest == file_sha256(source)
+    logged = [r.getMessage() for r in caplog.records if r.name == "harness.vm.progress"]
+    assert logged == guest.last_progress and len(logged) >= 2
+    assert all(line.startswith("large.bin: ") and "MB/s" in line and "ETA" in line for line in logged)
+    assert "\r" not in "".join(logged)
+    assert logged[-1].startswith(f"large.bin: {result.size / 1e6:.1f} / {result.size / 1e6:.1f} MB (100%)")
 
 
 def test_ascii_mode_transfer_of_a_binary_is_reported_as_such(booted: Booted, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import weakref
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,7 @@ class TransferRecord:
     name: str
     transfer_type: str  # "binary" or "ascii"
     complete: bool
+    bytes: int = 0  # bytes the data connection carried
 
 
 def digests(path: Path) -> tuple[int, str, str, str]:
@@ -226,11 +228,24 @@ class _BridgingHandler(FTPHandler):
     server_log: logging.Logger = logging.getLogger("harness.vm.ftp")
     records: list[TransferRecord] = []
     records_lock = threading.Lock()
+    sessions: weakref.WeakSet[_BridgingHandler] = weakref.WeakSet()  # live control connections (for progress)
 
     def __init__(self, conn: Any, server: Any, ioloop: Any = None) -> None:
         super().__init__(conn, server, ioloop)
         self._log_debug = True  # every command and reply goes to the run's ftp.log
         self._bridged_ports: list[int] = []
+        with self.records_lock:
+            self.sessions.add(self)
+
+    def bytes_sent_of(self, name: str) -> int | None:
+        """Bytes sent so far by this connection's running RETR of `name`, or None (another file or idle).
+
+        Called from another thread: it only reads attributes the server thread replaces atomically."""
+        channel = self.data_channel
+        handle = getattr(channel, "file_obj", None) if channel is not None else None
+        if channel is None or handle is None or os.path.basename(str(getattr(handle, "name", ""))) != name:
+            return None
+        return int(channel.tot_bytes_sent)
 
     # logging: to this server's own log file, not the process-wide pyftpdlib logger
     def log(self, msg: str, logfun: Any = None) -> None:
@@ -280,14 +295,18 @@ class _BridgingHandler(FTPHandler):
 
     def close(self) -> None:
         self._drop_bridges()
+        with self.records_lock:
+            self.sessions.discard(self)
         super().close()
 
     # transfer records
     def _record(self, command: str, file: str, complete: bool) -> None:
         name = os.path.basename(file)
         kind = "ascii" if self._current_type == "a" else "binary"
+        channel = self.data_channel
+        moved = int(channel.get_transmitted_bytes()) if channel is not None else 0
         with self.records_lock:
-            self.records.append(TransferRecord(command, name, kind, complete))
+            self.records.append(TransferRecord(command, name, kind, complete, moved))
 
     def on_file_sent(self, file: str) -> None:
         self._record("RETR", file, True)
@@ -323,6 +342,7 @@ class FileServer(StartStop):
         self.upload_dir = self.jail / UPLOAD_DIR
         self.records: list[TransferRecord] = []
         self._records_lock = threading.Lock()
+        self._sessions: weakref.WeakSet[_BridgingHandler] = weakref.WeakSet()
         self._views: dict[str, str] = {}  # jail path -> outside file, for _JailFS (read by the server thread)
         self._server: FTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -351,6 +371,7 @@ class FileServer(StartStop):
             "server_log": self._logger,
             "records": self.records,
             "records_lock": self._records_lock,
+            "sessions": self._sessions,
             "masquerade_address": self.masquerade_address,
             "passive_ports": _free_ports(PASSIVE_PORT_COUNT),
             "permit_foreign_addresses": False,
@@ -413,6 +434,18 @@ class FileServer(StartStop):
         except OSError as error:
             raise FtpError(f"cannot serve {source_path}: {error.strerror}") from None
         return ServedFile(target_name, target, size, sha256, md5, crc32, how)
+
+    def bytes_sent(self, name: str, since: int = 0) -> int | None:
+        """Bytes of served file `name` sent so far by a running RETR (the largest if several), else by the last
+        RETR among the transfers of `name` after the first `since` (as counted by transfers_of), else None.
+        Safe to call from any thread: it is what harness.vm.progress samples."""
+        with self._records_lock:
+            sessions = list(self._sessions)
+            done = [r for r in [r for r in self.records if r.name == name][since:] if r.command == "RETR"]
+        counts = [count for session in sessions if (count := session.bytes_sent_of(name)) is not None]
+        if counts:
+            return max(counts)
+        return done[-1].bytes if done else None
 
     def transfers_of(self, name: str) -> list[TransferRecord]:
         """Transfers the server saw for a served file name, oldest first."""

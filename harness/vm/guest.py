@@ -21,6 +21,7 @@ from harness.vm.ftp import FileServer, ServedFile, ascii_mangled_digests
 from harness.vm.machine import Machine, MachineOptions
 from harness.vm.processes import QemuError
 from harness.vm.profile import GuestProfile
+from harness.vm.progress import LARGE_FILE_BYTES, TransferProgress
 
 MIN_TRANSFER_RATE = 256 * 1024  # bytes/s assumed when sizing a fetch timeout (generous: targets are 25 MB/s)
 
@@ -76,6 +77,11 @@ class Guest:
                                screendump=machine.try_screendump, artifacts=artifacts.path)
         self._started = machine.started_at or time.monotonic()
         self.ready: ReadyInfo | None = None  # set by open_guest
+        # Progress of large fetches (harness/vm/progress.py): size threshold and seconds between reports
+        # (None: the module's defaults, a live line on a terminal, a log line every 10 s elsewhere).
+        self.progress_min_bytes = LARGE_FILE_BYTES
+        self.progress_interval: float | None = None
+        self.last_progress: list[str] = []  # the progress lines of the last fetch
 
     def close(self) -> None:
         """Release the console (the Machine and FileServer are closed by their owner)."""
@@ -201,10 +207,14 @@ class Guest:
             self.run(f"rm -f {guest_path}", 20)  # a stale copy must not pass verification
         transfers_before = len(self.file_server.transfers_of(served.name))
         start = time.monotonic()
+        progress = TransferProgress(served.name, served.size,
+                                    lambda: self.file_server.bytes_sent(served.name, transfers_before),
+                                    interval=self.progress_interval, min_bytes=self.progress_min_bytes)
         if chosen == "passive":
-            result = self._fetch_passive(served, guest_path, timeout)
+            result = self._fetch_passive(served, guest_path, timeout, progress)
         else:
-            result = self._fetch_active(served, guest_path, transfer_type, timeout)
+            result = self._fetch_active(served, guest_path, transfer_type, timeout, progress)
+        self.last_progress = progress.lines
         digest = self._verify(served, guest_path, result, transfers_before)
         return FetchResult(guest_path, served.size, digest, chosen, result.seconds, time.monotonic() - start)
 
@@ -219,13 +229,15 @@ class Guest:
             template = template.replace("{" + key + "}", value)
         return template
 
-    def _fetch_passive(self, served: ServedFile, guest_path: str, timeout: float) -> CommandResult:
+    def _fetch_passive(self, served: ServedFile, guest_path: str, timeout: float,
+                       progress: TransferProgress) -> CommandResult:
         assert self.profile.ftp.passive_command is not None
         command = self._fill(self.profile.ftp.passive_command, self._substitutions(served, guest_path))
-        return self.run(command, timeout)
+        with progress:
+            return self.run(command, timeout)
 
     def _fetch_active(self, served: ServedFile, guest_path: str, transfer_type: str,
-                      timeout: float) -> CommandResult:
+                      timeout: float, progress: TransferProgress) -> CommandResult:
         spec = self.profile.ftp.active
         assert spec is not None
         values = self._substitutions(served, guest_path)
@@ -236,7 +248,8 @@ class Guest:
         for template in spec.script:
             line = self._fill(template, values)
             self.run_checked(self._fill(spec.write_line, {"script": script, "line": line}), 20)
-        result = self.run(self._fill(spec.command, {"script": script}), timeout)
+        with progress:
+            result = self.run(self._fill(spec.command, {"script": script}), timeout)
         self.run(self._fill(spec.reset_script, {"script": script}), 20)  # the script holds the password
         return result
 
