@@ -74,7 +74,8 @@ def run_main(args: argparse.Namespace) -> int:
         log.info(f"binary: {args.binary} (command line style: {cli})")
     options = SessionOptions(vm=args.vm, profile=args.profile, binary=args.binary, icount_shift=args.icount,
                              use_snapshot=not args.no_snapshot, artifacts=args.artifacts,
-                             timeout_scale=args.timeout_scale, ftp_mode=args.ftp_mode)
+                             timeout_scale=args.timeout_scale, ftp_mode=args.ftp_mode,
+                             inputs=(choice.checkpoint, choice.tokenizer))
     port_args = PortArgs(args.temperature, args.topp, args.seed, args.steps,
                          os.fsencode(args.prompt) if args.prompt else None)  # the bytes the shell gave us
     with Session(options) as session:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import re
 import shlex
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from harness.guests.resolve import resolve_guest
 from harness.oracle.checkpoint import load_checkpoint
 from harness.port.models import ModelChoice
 from harness.port.report import Report, ReportError, split_stdout
+from harness.run.workspace import WorkSpaceError, WorkSpacePlan, plan_work_space, run_files
+from harness.vm.disk import DiskImage
 from harness.vm.guest import FetchResult, Guest, open_guest
 from harness.vm.machine import MachineOptions
 from harness.vm.profile import GuestProfile
@@ -52,6 +55,9 @@ class SessionOptions:
     artifacts: Path | None = None
     timeout_scale: float = 1.0
     ftp_mode: str | None = None  # passive | active | None (profile default)
+    # Files the run will inject besides the binary (model, tokenizer): checked against the guest's free disk
+    # before QEMU starts, and the reason tiny686 gets a second work disk when they do not fit its image.
+    inputs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,8 @@ class Session(StartStop):
         self.binary_fetch: FetchResult | None = None
         self._stack = contextlib.ExitStack()
         self._has_clean_state = False
+        self.work_space: WorkSpacePlan | None = None  # set by start()
+        self.work_disk: Path | None = None  # the second work disk, when one was attached
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -168,8 +176,16 @@ class Session(StartStop):
             self.binary = build_port(target)
         elif not self.binary.is_file():
             raise SessionError(f"llama98 binary not found: {self.binary}")
+        self.work_space = plan_work_space(self.profile, DiskImage.probe(self.image),
+                                          run_files(self.profile, self.binary, self.options.inputs))
+        if self.work_space.work_disk_bytes:
+            from harness.guests.tiny686.workdisk import create_work_disk
+
+            scratch = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="llama98-work-")))
+            self.work_disk = create_work_disk(scratch / "work.qcow2", self.work_space.work_disk_bytes)
         machine_options = MachineOptions(icount_shift=self.options.icount_shift,
-                                         use_snapshot=self.options.use_snapshot)
+                                         use_snapshot=self.options.use_snapshot,
+                                         extra_disks=(self.work_disk,) if self.work_disk else ())
         log.info(f"starting guest {self.profile.name} from {self.image} (artifacts: {self.artifacts})")
         ready_timeout = self.profile.console.boot_timeout * self.options.timeout_scale
         self.guest = self._stack.enter_context(
@@ -178,6 +194,10 @@ class Session(StartStop):
         if ready is not None:
             how = "resumed from snapshot" if ready.from_snapshot else "cold boot"
             log.info(f"guest ready in {ready.seconds:.1f} s ({how})")
+        if self.work_disk is not None:
+            assert self.profile.files.work_disk_mount is not None
+            self.guest.run_checked(self.profile.files.work_disk_mount.replace("{dir}", self.profile.files.work_dir),
+                                   30)
         self.binary_fetch = self.fetch(self.binary, self.profile.files.names["binary"])
         self.binary_path = self.binary_fetch.guest_path
         if self.profile.console.kind == "posix-shell":
@@ -223,10 +243,23 @@ class Session(StartStop):
 
     def inject_model(self, choice: ModelChoice, mode: str | None = None) -> InjectedModel:
         """Put a checkpoint and its tokenizer into the guest (refusing a model the guest RAM cannot hold)."""
+        self._check_undeclared_inputs([choice.checkpoint, choice.tokenizer])
         names = self.profile.files.names
         model = self.fetch(choice.checkpoint, names["model"], must_fit_in_memory=True, mode=mode)
         tokenizer = self.fetch(choice.tokenizer, names["tokenizer"], mode=mode)
         return InjectedModel(choice, model.guest_path, tokenizer.guest_path, [model, tokenizer])
+
+    def _check_undeclared_inputs(self, files: list[Path]) -> None:
+        """Refuse, before any transfer, files not declared in SessionOptions.inputs that would not fit."""
+        if all(path in self.options.inputs for path in files):
+            return
+        assert self.binary is not None
+        plan = plan_work_space(self.profile, DiskImage.probe(self.image), run_files(self.profile, self.binary,
+                                                                                     tuple(files)))
+        if plan.work_disk_bytes and self.work_disk is None:
+            raise WorkSpaceError(f"the run's files ({plan.needed_bytes / 1e6:.1f} MB) do not fit the guest's work "
+                                 f"disk ({(plan.free_bytes or 0) / 1e6:.1f} MB free); declare them in "
+                                 f"SessionOptions.inputs so that a work disk is attached at start")
 
     def _run_program(self, injected: InjectedModel, args: PortArgs, cli: str, timeout: float | None,
                      what: str) -> ProgramRun:
