@@ -123,5 +123,8 @@ def test_tiny686_gets_a_second_work_disk_when_the_files_do_not_fit(tmp_path: Pat
         assert mounted.startswith("/dev/sdb1 /mnt/c/run vfat")
         fetched = session.fetch(model, "model.bin")
         assert fetched.verified and fetched.guest_path == "/mnt/c/run/model.bin"
+        # the guest's own checksum of a file must not take longer than its transfer (issue 14)
+        assert 0 < fetched.checksum_seconds < max(fetched.seconds, 1.0)
+        assert session.calibration.transfer_rates[-1] == fetched.size / fetched.seconds
         assert session.binary_fetch is not None and session.binary_fetch.verified
     assert not session.work_disk.exists()

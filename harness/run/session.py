@@ -24,6 +24,7 @@ from harness.guests.resolve import resolve_guest
 from harness.oracle.checkpoint import load_checkpoint
 from harness.port.models import ModelChoice
 from harness.port.report import Report, ReportError, split_stdout
+from harness.run.timeouts import Calibration
 from harness.run.workspace import WorkSpaceError, WorkSpacePlan, plan_work_space, run_files
 from harness.vm.disk import DiskImage
 from harness.vm.guest import FetchResult, Guest, open_guest
@@ -35,8 +36,6 @@ TOK_S_LINE = re.compile(rb"(?:^|\n)achieved tok/s: [^\n]*\n\Z")
 log = logging.getLogger(__name__)
 SIGNALS = {4: "SIGILL, illegal instruction", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL (out of memory?)",
            11: "SIGSEGV, segmentation fault"}
-# Generous guest speed floor used to size timeouts: TCG emulation of x87 code on a busy host.
-MIN_GUEST_MACS_PER_SECOND = 2.0e6
 
 
 class SessionError(HarnessError):
@@ -138,14 +137,11 @@ def describe_exit(exit_code: int) -> str:
     return f"exit code {exit_code}"
 
 
-def run_timeout(choice: ModelChoice, steps: int, scale: float) -> float:
-    """How long a port run may take: load time plus the forward passes the port will really run (llama2.c turns
-    0, negative or > seq_len steps into seq_len) at a pessimistic emulated speed."""
-    seq_len = load_checkpoint(choice.checkpoint).config.seq_len
-    steps = steps if 0 < steps <= seq_len else seq_len
-    model_bytes = choice.checkpoint.stat().st_size
-    per_token = (model_bytes / 4) / MIN_GUEST_MACS_PER_SECOND
-    return (120.0 + max(steps, 1) * per_token + model_bytes / 2e6) * scale
+def run_timeout(choice: ModelChoice, steps: int, scale: float, calibration: Calibration | None = None) -> float:
+    """How long a port run may take: harness/run/timeouts.py's formula with this profile's measured speeds (or
+    the pessimistic floors when none were measured)."""
+    config = load_checkpoint(choice.checkpoint).config
+    return (calibration or Calibration("none")).run_timeout(config, choice.checkpoint.stat().st_size, steps, scale)
 
 
 class Session(StartStop):
@@ -163,6 +159,7 @@ class Session(StartStop):
         self._has_clean_state = False
         self.work_space: WorkSpacePlan | None = None  # set by start()
         self.work_disk: Path | None = None  # the second work disk, when one was attached
+        self.calibration = Calibration.load(self.profile.name)  # measured speeds that size the timeouts
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -236,7 +233,11 @@ class Session(StartStop):
         size_mb = host_file.stat().st_size / 1e6
         mode = mode or self.options.ftp_mode or self.profile.ftp.default_mode
         log.info(f"injecting {host_file.name} ({size_mb:.1f} MB) as {guest_name} over {mode} FTP")
-        result = guest.fetch(host_file, guest_name, mode=mode, must_fit_in_memory=must_fit_in_memory)
+        size, scale = host_file.stat().st_size, self.options.timeout_scale
+        result = guest.fetch(host_file, guest_name, mode=mode, must_fit_in_memory=must_fit_in_memory,
+                             timeout=self.calibration.fetch_timeout(size, scale),
+                             checksum_timeout=self.calibration.checksum_timeout(size, scale))
+        self.calibration.record_fetch(result.size, result.seconds, result.checksum_seconds)
         log.info(f"  {result.size / 1e6:.1f} MB in {result.seconds:.2f} s ({result.megabytes_per_second:.1f} MiB/s), "
                   f"{self.profile.files.checksum.algorithm} verified in the guest")
         return result
@@ -268,7 +269,7 @@ class Session(StartStop):
         argv = [self.binary_path,
                 *args.argv(injected.checkpoint, injected.tokenizer, self.profile.console.encoding, cli)]
         command = " ".join(quote_argument(self.profile, part) for part in argv)
-        limit = timeout or run_timeout(injected.choice, args.steps, self.options.timeout_scale)
+        limit = timeout or run_timeout(injected.choice, args.steps, self.options.timeout_scale, self.calibration)
         log.info(f"running {what} in the guest ({args.steps} steps, timeout {limit:.0f} s)")
         if self.profile.console.kind == "agent98":
             # agent98 kills a program after its own per-command timeout (3600 s by default): align it with ours.
@@ -306,4 +307,7 @@ class Session(StartStop):
             text = text[: match.start() + (1 if match.group(0).startswith(b"\n") else 0)]
         (self.artifacts.path / "report.txt").write_bytes(raw[raw.rfind(b"llama98 report "):])
         (self.artifacts.path / "text.txt").write_bytes(text)
+        if report.tokens:
+            passes = max(record.pos for record in report.tokens) + 1
+            self.calibration.record_run(load_checkpoint(injected.choice.checkpoint).config, passes, run.seconds)
         return PortRun(run.command, run.exit_code, text, report, run.seconds, tok_s_line)
