@@ -120,7 +120,10 @@ def test_tiny686_gets_a_second_work_disk_when_the_files_do_not_fit(tmp_path: Pat
         assert f"file={session.work_disk},format=qcow2,if=ide,index=1" in line and "-loadvm" not in line
         guest = session._require_guest()
         mounted = guest.run_checked("grep ' /mnt/c/run ' /proc/mounts", 20).output
-        assert mounted.startswith("/dev/sdb1 /mnt/c/run vfat")
+        work_device = guest.run_checked("findfs LABEL=WORK", 20).output.strip()
+        boot_device = guest.run_checked("findfs LABEL=TINY686", 20).output.strip()
+        assert mounted.startswith(f"{work_device} /mnt/c/run vfat") and work_device != boot_device
+        assert guest.run_checked("grep ' /mnt/c ' /proc/mounts", 20).output.startswith(f"{boot_device} /mnt/c ")
         fetched = session.fetch(model, "model.bin")
         assert fetched.verified and fetched.guest_path == "/mnt/c/run/model.bin"
         # the guest's own checksum of a file must not take longer than its transfer (issue 14)
