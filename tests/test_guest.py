@@ -6,10 +6,10 @@ answering. The image's sha256 is checked when the module is done, and no QEMU ma
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,8 +83,8 @@ def booted(image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bo
         yield Booted(guest.machine, guest.file_server, guest, artifacts, image)
 
 
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+def _crc32(path: Path) -> str:
+    return f"{zlib.crc32(path.read_bytes()) & 0xFFFFFFFF:08x}"
 
 
 def _random_file(tmp_path: Path, size: int, name: str = "payload.bin") -> Path:
@@ -118,14 +118,14 @@ def test_passive_fetch_is_verified_by_the_guests_checksum(booted: Booted, tmp_pa
     source = _random_file(tmp_path, 2 * 1024 * 1024)
     result = booted.guest.fetch(source, "model.bin", mode="passive")
     assert result.verified and result.mode == "passive" and result.guest_path == "/mnt/c/run/model.bin"
-    assert result.digest == _md5(source)
-    assert booted.guest.checksum("/mnt/c/run/model.bin") == _md5(source)
+    assert result.digest == _crc32(source)
+    assert booted.guest.checksum("/mnt/c/run/model.bin") == _crc32(source)
 
 
 def test_active_fetch_is_bridged_through_a_temporary_host_forward(booted: Booted, tmp_path: Path) -> None:
     source = _random_file(tmp_path, 1024 * 1024)
     result = booted.guest.fetch(source, "tok.bin", mode="active")
-    assert result.verified and result.digest == _md5(source)
+    assert result.verified and result.digest == _crc32(source)
     log = booted.artifacts.ftp_log.read_text()
     assert "bridging PORT 10.0.2.15:" in log and "removed hostfwd 127.0.0.1:" in log
     assert booted.machine.host_forwards() == []
@@ -143,7 +143,7 @@ def test_a_large_fetch_logs_plain_progress_lines_when_stderr_is_not_a_terminal(
     finally:
         guest.progress_min_bytes, guest.progress_interval = LARGE_FILE_BYTES, None
         guest.run("rm -f /mnt/c/run/large.bin", 20)
-    assert result.verified and result.digest == _md5(source)
+    assert result.verified and result.digest == _crc32(source)
     logged = [r.getMessage() for r in caplog.records if r.name == "harness.vm.progress"]
     assert logged == guest.last_progress and len(logged) >= 2
     assert all(line.startswith("large.bin: ") and "MB/s" in line and "ETA" in line for line in logged)
@@ -173,7 +173,7 @@ def test_corrupted_transfer_is_detected(booted: Booted, tmp_path: Path, monkeypa
 
     monkeypatch.setattr(booted.server, "add_file", add_then_damage)
     source = _random_file(tmp_path, 256 * 1024)
-    with pytest.raises(TransferError, match=r"arrived corrupted: guest md5 [0-9a-f]{32} != host") as info:
+    with pytest.raises(TransferError, match=r"arrived corrupted: guest crc32 [0-9a-f]{8} != host") as info:
         booted.guest.fetch(source, "bad.bin", mode="passive")
     assert str(booted.artifacts) in str(info.value)
 
