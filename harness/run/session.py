@@ -57,6 +57,7 @@ class SessionOptions:
     # Files the run will inject besides the binary (model, tokenizer): checked against the guest's free disk
     # before QEMU starts, and the reason tiny686 gets a second work disk when they do not fit its image.
     inputs: tuple[Path, ...] = ()
+    memory_mb: int | None = None  # guest RAM instead of the profile's (e.g. -m 1024 for a resident reference run)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ class Session(StartStop):
             self.work_disk = create_work_disk(scratch / "work.qcow2", self.work_space.work_disk_bytes)
         machine_options = MachineOptions(icount_shift=self.options.icount_shift,
                                          use_snapshot=self.options.use_snapshot,
+                                         memory_mb=self.options.memory_mb,
                                          extra_disks=(self.work_disk,) if self.work_disk else ())
         log.info(f"starting guest {self.profile.name} from {self.image} (artifacts: {self.artifacts})")
         ready_timeout = self.profile.console.boot_timeout * self.options.timeout_scale
