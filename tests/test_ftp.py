@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ftplib
 import io
+import json
 import os
 import shutil
 import socket
@@ -17,7 +18,14 @@ from pathlib import Path
 import pytest
 
 from harness.core.artifacts import ArtifactDir
-from harness.vm.ftp import FileServer, FtpError, ascii_mangled_digests, digests
+from harness.vm.ftp import (
+    DIGEST_CACHE_MIN_BYTES,
+    FileServer,
+    FtpError,
+    ascii_mangled_digests,
+    cached_digests,
+    digests,
+)
 
 
 @pytest.fixture()
@@ -228,3 +236,19 @@ def test_stop_closes_the_port_and_removes_the_jail(artifacts: ArtifactDir) -> No
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     client.close()
+
+
+def test_digests_of_large_files_are_cached_per_file_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLAMA98_CACHE", str(tmp_path / "cache"))
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(DIGEST_CACHE_MIN_BYTES + 1))
+    assert cached_digests(big) == digests(big)
+    [record] = (tmp_path / "cache" / "file-digests").glob("*.json")
+    stored = json.loads(record.read_text())
+    stored["sha256"] = "0" * 64  # a cache hit returns what the record says
+    record.write_text(json.dumps(stored))
+    assert cached_digests(big)[1] == "0" * 64
+    with big.open("r+b") as handle:  # a new version of the file (size and mtime change) is hashed again
+        handle.write(b"changed")
+    os.utime(big, ns=(big.stat().st_atime_ns, big.stat().st_mtime_ns + 10**9))
+    assert cached_digests(big) == digests(big) and cached_digests(big)[1] != "0" * 64
