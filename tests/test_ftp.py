@@ -7,15 +7,25 @@ from __future__ import annotations
 
 import ftplib
 import io
+import json
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.core.artifacts import ArtifactDir
-from harness.vm.ftp import FileServer, FtpError, ascii_mangled_digests, digests
+from harness.vm.ftp import (
+    DIGEST_CACHE_MIN_BYTES,
+    FileServer,
+    FtpError,
+    ascii_mangled_digests,
+    cached_digests,
+    digests,
+)
 
 
 @pytest.fixture()
@@ -42,18 +52,82 @@ def _retr(client: ftplib.FTP, name: str) -> bytes:
     return buffer.getvalue()
 
 
-def test_serves_a_copy_with_digests_and_records_the_binary_transfer(server: FileServer, tmp_path: Path) -> None:
+def test_serves_a_file_with_digests_and_records_the_binary_transfer(server: FileServer, tmp_path: Path) -> None:
     source = tmp_path / "model.bin"
     source.write_bytes(os.urandom(300_000) + b"\n\r\n")
     served = server.add_file(source, "MODEL.BIN")
     assert (served.size, served.sha256) == digests(source)[:2]
-    assert not os.access(served.path, os.W_OK) or os.geteuid() == 0
-    assert served.path.stat().st_mode & 0o222 == 0
+    if served.how == "reflink":
+        assert served.path.stat().st_mode & 0o222 == 0
     client = _login(server)
     assert _retr(client, "MODEL.BIN") == source.read_bytes()
     client.quit()
     records = server.transfers_of("MODEL.BIN")
     assert [(r.command, r.transfer_type, r.complete) for r in records] == [("RETR", "binary", True)]
+
+
+def _same_file_system_as_jail(server: FileServer, tmp_path: Path) -> bool:
+    return os.stat(tmp_path).st_dev == os.stat(server.jail).st_dev
+
+
+def test_a_file_on_the_jails_file_system_is_linked_not_copied(server: FileServer, tmp_path: Path) -> None:
+    if not _same_file_system_as_jail(server, tmp_path):
+        pytest.skip("tmp_path and the jail are on different file systems here")
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(2_000_000))
+    served = server.add_file(source, "BIG.BIN")
+    assert served.how in ("hardlink", "reflink")
+    if served.how == "hardlink":
+        assert served.path.stat().st_ino == source.stat().st_ino
+        assert source.stat().st_nlink == 2
+    client = _login(server)
+    assert _retr(client, "BIG.BIN") == source.read_bytes()
+    with pytest.raises(ftplib.error_perm, match="550"):
+        client.storbinary("STOR BIG.BIN", io.BytesIO(b"overwrite"))
+    client.quit()
+    assert source.read_bytes()[:4] != b"over"
+    server.stop()
+    assert source.stat().st_nlink == 1 and source.is_file()
+
+
+def test_a_file_on_another_file_system_is_a_confined_read_only_view(server: FileServer, tmp_path: Path) -> None:
+    """/dev/shm is a tmpfs: a hard link from the jail to it fails with EXDEV for real, so the view is used."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(server.jail).st_dev:
+        pytest.skip("needs a second file system (/dev/shm) beside the jail's")
+    outside = Path(tempfile.mkdtemp(dir=shm, prefix="llama98-test-"))
+    try:
+        source = outside / "model.bin"
+        source.write_bytes(os.urandom(1_000_000))
+        neighbour = outside / "neighbour.txt"
+        neighbour.write_text("not served")
+        used_before = shutil.disk_usage(server.jail).used
+        served = server.add_file(source, "MODEL.BIN")
+        assert served.how == "view"
+        assert served.path.is_symlink() and served.path.lstat().st_size < 4096
+        assert shutil.disk_usage(server.jail).used - used_before < 1_000_000
+        assert (served.size, served.sha256) == digests(source)[:2]
+        os.symlink(neighbour, server.jail / "unregistered")
+        client = _login(server)
+        assert _retr(client, "MODEL.BIN") == source.read_bytes()
+        for name in ("unregistered", str(neighbour), f"../../{neighbour}", "../neighbour.txt"):
+            with pytest.raises(ftplib.error_perm, match="550"):
+                _retr(client, name)
+        with pytest.raises(ftplib.error_perm, match="550"):
+            client.storbinary("STOR MODEL.BIN", io.BytesIO(b"overwrite"))
+        with pytest.raises(ftplib.error_perm, match="550"):
+            client.delete("MODEL.BIN")
+        client.quit()
+        # repointing a registered view elsewhere revokes it
+        served.path.unlink()
+        os.symlink(neighbour, served.path)
+        client = _login(server)
+        with pytest.raises(ftplib.error_perm, match="550"):
+            _retr(client, "MODEL.BIN")
+        client.quit()
+        assert source.stat().st_size == 1_000_000
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
 
 
 def test_passive_mode_announces_the_guest_view_of_the_host(server: FileServer) -> None:
@@ -162,3 +236,19 @@ def test_stop_closes_the_port_and_removes_the_jail(artifacts: ArtifactDir) -> No
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     client.close()
+
+
+def test_digests_of_large_files_are_cached_per_file_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLAMA98_CACHE", str(tmp_path / "cache"))
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(DIGEST_CACHE_MIN_BYTES + 1))
+    assert cached_digests(big) == digests(big)
+    [record] = (tmp_path / "cache" / "file-digests").glob("*.json")
+    stored = json.loads(record.read_text())
+    stored["sha256"] = "0" * 64  # a cache hit returns what the record says
+    record.write_text(json.dumps(stored))
+    assert cached_digests(big)[1] == "0" * 64
+    with big.open("r+b") as handle:  # a new version of the file (size and mtime change) is hashed again
+        handle.write(b"changed")
+    os.utime(big, ns=(big.stat().st_atime_ns, big.stat().st_mtime_ns + 10**9))
+    assert cached_digests(big) == digests(big) and cached_digests(big)[1] != "0" * 64

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 
+import numpy as np
 import pytest
 
 from harness.oracle import generate, load_checkpoint, load_tokenizer
+from harness.port import modelgen
 from harness.port.modelgen import (
     SHAPES,
     ModelGenError,
     ModelShape,
     cached_checkpoint,
     cached_tokenizer,
+    random_weights,
     tokenizer_pieces,
     write_checkpoint,
     write_tokenizer,
 )
+from harness.port.models import split_quant
+from harness.port.quantize import quantize_file
 
 
 @pytest.fixture
@@ -35,7 +41,10 @@ def test_shapes_cover_the_issue():
     assert len(shapes) >= 5
 
 
-@pytest.mark.parametrize("name", [n for n in SHAPES if n != "15M-shape"])
+LARGE_SHAPES = ("15M-shape", "110M-shape", "1B-shape")  # tested on their own (sizes, streaming)
+
+
+@pytest.mark.parametrize("name", [n for n in SHAPES if n not in LARGE_SHAPES])
 def test_every_shape_writes_a_checkpoint_the_oracle_reads(tmp_path, name):
     shape = SHAPES[name]
     for version in (0, 1):
@@ -49,6 +58,70 @@ def test_every_shape_writes_a_checkpoint_the_oracle_reads(tmp_path, name):
 def test_15m_shape_has_the_real_models_size(private_cache):
     # stories15M.bin is 60,816,028 bytes; a v0 file of the same shape must be byte-for-byte as large
     assert cached_checkpoint("15M-shape").stat().st_size == 60816028
+
+
+def _in_memory_reference(shape, seed, version):
+    """The file as the generator wrote it before it streamed: every tensor from random_weights, concatenated."""
+    w = random_weights(shape, seed)
+    fields = [shape.dim, shape.hidden_dim, shape.n_layers, shape.n_heads, shape.n_kv_heads, shape.vocab_size,
+              shape.seq_len]
+    if version == 0:
+        fields[5] = fields[5] if shape.shared_classifier else -fields[5]
+        hs = shape.head_size
+        freqs = 1.0 / (10000.0 ** (np.arange(0, hs, 2)[: hs // 2] / hs))
+        angles = np.outer(np.arange(shape.seq_len), freqs)
+        parts = [struct.pack("<7i", *fields)] + [w[k] for k in ("embedding", "rms_att", "wq", "wk", "wv", "wo",
+                                                                  "rms_ffn", "w1", "w2", "w3", "rms_final")]
+        parts += [np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)]
+    else:
+        header = struct.pack("<Ii7iB", 0x616B3432, 1, *fields, int(shape.shared_classifier))
+        parts = [header + bytes(256 - len(header))] + [w[k] for k in ("rms_att", "rms_ffn", "rms_final",
+                                                                       "embedding", "wq", "wk", "wv", "wo", "w1",
+                                                                       "w2", "w3")]
+    if not shape.shared_classifier:
+        parts.append(w["classifier"])
+    return b"".join(p if isinstance(p, bytes) else np.ascontiguousarray(p, "<f4").tobytes() for p in parts)
+
+
+@pytest.mark.parametrize("name", [n for n in SHAPES if n not in LARGE_SHAPES])
+def test_streamed_files_equal_the_in_memory_weights(tmp_path, monkeypatch, name):
+    """Blocks small enough that every tensor is split: the bytes must not depend on how the draws are split."""
+    monkeypatch.setattr(modelgen, "STREAM_BLOCK_FLOATS", 1000)
+    for version in (0, 1):
+        path = write_checkpoint(tmp_path / f"{version}.bin", SHAPES[name], seed=3, version=version)
+        assert path.read_bytes() == _in_memory_reference(SHAPES[name], 3, version)
+
+
+def test_the_110m_shape_is_written_in_bounded_memory(tmp_path):
+    shape = SHAPES["110M-shape"]
+    assert (shape.dim, shape.hidden_dim, shape.n_layers, shape.n_heads, shape.n_kv_heads, shape.vocab_size) == \
+        (768, 2048, 12, 12, 12, 32000)
+    tracemalloc.start()
+    try:
+        path = write_checkpoint(tmp_path / "110M.bin", shape, seed=0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    try:
+        size = path.stat().st_size
+        assert 430e6 < size < 450e6 and peak < 48 * 2**20, (size, peak)  # numpy reports to tracemalloc
+        c = load_checkpoint(path).config
+        assert size == 28 + 4 * c.weight_floats(0)
+        q8 = quantize_file(path, tmp_path / "110M-q8_0.bin", "q8_0")  # what the :q8_0 suffix does to it
+        assert load_checkpoint(q8).config.weight_type == "q8_0" and q8.stat().st_size < size / 3
+    finally:
+        for leftover in tmp_path.glob("110M*.bin"):
+            leftover.unlink()
+
+
+def test_the_1b_shape_is_llama_3_2_1b_and_larger_than_fat32_allows_unquantized():
+    shape = SHAPES["1B-shape"]
+    assert (shape.dim, shape.hidden_dim, shape.n_layers, shape.n_heads, shape.n_kv_heads, shape.vocab_size,
+            shape.shared_classifier) == (2048, 8192, 16, 32, 8, 128256, True)
+    fp32_bytes = 28 + 4 * shape.weight_floats(0)
+    assert 4.9e9 < fp32_bytes < 5.1e9 and fp32_bytes > 4 * 2**30
+    assert split_quant("1B-shape:q8_0") == ("1B-shape", "q8_0")
+    assert split_quant("110M-shape:ternary") == ("110M-shape", "ternary")
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):

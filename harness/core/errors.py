@@ -21,6 +21,7 @@ The tree (each class lives beside the code that raises it):
     |   +-- GuestMemoryError              a file meant for RAM cannot fit the guest
     +-- ProfileError (vm.profile)         a guest profile file is wrong
     +-- SessionError (run.session)        the port could not be run to completion in the guest
+    +-- WorkSpaceError (run.workspace)    the run's files cannot fit the guest's work disk
     +-- GuestBuildError (guests.tiny686)  the tiny686 image could not be built
     +-- PrepareError (guests.win98)       a Windows 98 image could not be prepared
     +-- WineLaneError (guests.win98)      the Wine lane could not run

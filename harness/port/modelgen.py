@@ -77,7 +77,16 @@ SHAPES: dict[str, ModelShape] = {
     "gqa-unshared-32000": ModelShape(96, 250, 3, 6, 3, 32000, 80, shared_classifier=False),
     # one head (head size = dim), vocab 400, short context
     "single-head-400": ModelShape(64, 100, 2, 1, 1, 400, 40),
+    # llama2.c's largest TinyStories model (stories110M): ~440 MB of float32, more than a 128 MB guest's RAM
+    "110M-shape": ModelShape(768, 2048, 12, 12, 12, 32000, 1024),
+    # Llama 3.2 1B's tensor shapes (dim 2048, hidden 8192, 16 layers, 32 heads, 8 kv heads, vocab 128256, shared
+    # classifier) in the llama2.c format, so the :q8_0 and :ternary suffixes quantize it like any other shape;
+    # ~5.0 GB of float32, ~1.3 GB as Q8_0. Same cost per token as the real model; not its RoPE (theta 500000,
+    # llama3 scaling) nor its tiktoken tokenizer, which need the version-3 format. Context cut to 2048 positions
+    # (the real 131072 would make a 4 GiB KV cache).
+    "1B-shape": ModelShape(2048, 8192, 16, 32, 8, 128256, 2048),
 }
+STREAM_BLOCK_FLOATS = 1 << 21  # floats drawn and written at a time (8 MB): a 5 GB model never sits in memory
 
 
 def random_weights(shape: ModelShape, seed: int) -> dict[str, np.ndarray]:
@@ -139,27 +148,111 @@ def _atomic_write(path: Path, chunks: Iterable[Any]) -> None:  # bytes, or numpy
         temp.unlink(missing_ok=True)
 
 
-def write_checkpoint(path: str | Path, shape: ModelShape, seed: int, version: int = 0) -> Path:
-    """Write a llama2.c checkpoint (legacy v0 or v1) with seeded random weights; same seed, same weights."""
-    w = random_weights(shape, seed)
-    header_fields = [shape.dim, shape.hidden_dim, shape.n_layers, shape.n_heads, shape.n_kv_heads,
-                     shape.vocab_size, shape.seq_len]
+def _file_layout(shape: ModelShape, version: int) -> tuple[bytes, list[tuple[str, tuple[int, ...]]]]:
+    """The header and the tensors of a v0 or v1 file, in file order, with their shapes."""
+    d, h, l, v, kv = shape.dim, shape.hidden_dim, shape.n_layers, shape.vocab_size, shape.kv_dim
+    header_fields = [d, h, l, shape.n_heads, shape.n_kv_heads, v, shape.seq_len]
+    tensors = {"embedding": (v, d), "rms_att": (l, d), "wq": (l, d, d), "wk": (l, kv, d), "wv": (l, kv, d),
+               "wo": (l, d, d), "rms_ffn": (l, d), "w1": (l, h, d), "w2": (l, d, h), "w3": (l, h, d),
+               "rms_final": (d,)}
     if version == 0:
         if not shape.shared_classifier:
             header_fields[5] = -header_fields[5]
-        cos, sin = _rope_tables(shape)
-        chunks = [struct.pack("<7i", *header_fields), w["embedding"], w["rms_att"], w["wq"], w["wk"], w["wv"],
-                  w["wo"], w["rms_ffn"], w["w1"], w["w2"], w["w3"], w["rms_final"], cos, sin]
+        half = shape.head_size // 2
+        order = ["embedding", "rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3", "rms_final"]
+        tensors.update({"cos": (shape.seq_len, half), "sin": (shape.seq_len, half)})
+        order += ["cos", "sin"]
+        header = struct.pack("<7i", *header_fields)
     elif version == 1:
-        header = struct.pack("<Ii7iB", V1_MAGIC, 1, *header_fields, int(shape.shared_classifier))
-        chunks = [header + b"\0" * (256 - len(header)), w["rms_att"], w["rms_ffn"], w["rms_final"],
-                  w["embedding"], w["wq"], w["wk"], w["wv"], w["wo"], w["w1"], w["w2"], w["w3"]]
+        packed = struct.pack("<Ii7iB", V1_MAGIC, 1, *header_fields, int(shape.shared_classifier))
+        header = packed + b"\0" * (256 - len(packed))
+        order = ["rms_att", "rms_ffn", "rms_final", "embedding", "wq", "wk", "wv", "wo", "w1", "w2", "w3"]
     else:
         raise ModelGenError(f"checkpoint version {version} is not supported (0 or 1)")
     if not shape.shared_classifier:
-        chunks.append(w["classifier"])
-    _atomic_write(Path(path), chunks)
-    return Path(path)
+        tensors["classifier"] = (v, d)
+        order.append("classifier")
+    return header, [(name, tensors[name]) for name in order]
+
+
+def _weight_blocks(shape: ModelShape, seed: int) -> Iterable[tuple[str, int, np.ndarray]]:
+    """(tensor, first float, block) in the order random_weights draws them, in blocks of at most
+    STREAM_BLOCK_FLOATS: the same numbers as random_weights (a generator's stream does not depend on how the
+    draws are split), without ever holding a whole tensor."""
+    shape.check()
+    rng = np.random.default_rng(seed)
+    d, h, l, v, kv = shape.dim, shape.hidden_dim, shape.n_layers, shape.vocab_size, shape.kv_dim
+
+    def rows(name: str, count: int, cols: int, scale: np.float32,
+             row_scale: Any = None) -> Iterable[tuple[str, int, np.ndarray]]:
+        step = max(1, STREAM_BLOCK_FLOATS // cols)
+        for first in range(0, count, step):
+            block = rng.standard_normal((min(step, count - first), cols), dtype=np.float32) * scale
+            if row_scale is not None:
+                row_scale(block, first)
+            yield name, first * cols, block
+
+    def vocab_scale(block: np.ndarray, first: int) -> None:
+        special, byte_end = len(SPECIAL_TOKENS), len(SPECIAL_TOKENS) + 256
+        for row in range(first, min(first + len(block), byte_end)):
+            block[row - first] *= np.float32(0.1) if row < special else np.float32(0.5)
+
+    def norm(name: str, count: int) -> Iterable[tuple[str, int, np.ndarray]]:
+        yield name, 0, np.float32(1.0) + rng.standard_normal(count, dtype=np.float32) * np.float32(0.1)
+
+    def matrix(name: str, out_dim: int, in_dim: int) -> Iterable[tuple[str, int, np.ndarray]]:
+        for layer in range(l):
+            for tensor, first, block in rows(name, out_dim, in_dim, np.float32(1.5 / np.sqrt(in_dim))):
+                yield tensor, layer * out_dim * in_dim + first, block
+
+    vocab = np.float32(3.0 / np.sqrt(d))
+    yield from rows("embedding", v, d, vocab, vocab_scale)
+    yield from norm("rms_att", l * d)
+    yield from matrix("wq", d, d)
+    yield from matrix("wk", kv, d)
+    yield from matrix("wv", kv, d)
+    yield from matrix("wo", d, d)
+    yield from norm("rms_ffn", l * d)
+    yield from matrix("w1", h, d)
+    yield from matrix("w2", d, h)
+    yield from matrix("w3", h, d)
+    yield from norm("rms_final", d)
+    if not shape.shared_classifier:
+        yield from rows("classifier", v, d, vocab, vocab_scale)
+
+
+def write_checkpoint(path: str | Path, shape: ModelShape, seed: int, version: int = 0) -> Path:
+    """Write a llama2.c checkpoint (legacy v0 or v1) with seeded random weights; same seed, same weights.
+
+    Streamed: blocks are drawn in random_weights' order and written at their place in the file (v1 stores the
+    tensors in another order than they are drawn), so memory stays at a few blocks whatever the model's size.
+    """
+    header, layout = _file_layout(shape, version)
+    offsets, offset = {}, len(header)
+    for name, dims in layout:
+        offsets[name] = offset
+        offset += 4 * int(np.prod(dims))
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part",
+                                         delete=False)
+    temp = Path(handle.name)
+    try:
+        with handle:
+            handle.write(header)
+            handle.truncate(offset)
+            for name, first, block in _weight_blocks(shape, seed):
+                handle.seek(offsets[name] + 4 * first)
+                handle.write(np.ascontiguousarray(block, "<f4").tobytes())
+            if version == 0:
+                cos, sin = _rope_tables(shape)
+                for name, table in (("cos", cos), ("sin", sin)):
+                    handle.seek(offsets[name])
+                    handle.write(np.ascontiguousarray(table, "<f4").tobytes())
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    return target
 
 
 _CHARS = (

@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="deterministic guest time: -icount shift=SHIFT,sleep=off (default shift 1)")
     parser.add_argument("--ftp-mode", choices=("passive", "active"), default=None,
                         help="FTP mode for the transfers (default: the profile's)")
+    parser.add_argument("--memory", type=_memory_mb, default=None, metavar="MB",
+                        help="guest RAM in MiB (default: the profile's, 128); e.g. 1024 for a resident reference run")
     parser.add_argument("--no-snapshot", action="store_true", help="cold-boot instead of loading the snapshot")
     parser.add_argument("--artifacts", type=Path, default=None, help="artifact directory (default: a new temp dir)")
     parser.add_argument("--timeout-scale", type=_positive, default=1.0, help="multiply guest timeouts (slow hosts)")
@@ -63,6 +65,16 @@ def _positive(text: str) -> float:
     return value
 
 
+def _memory_mb(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of MiB, not {text}") from None
+    if not 16 <= value <= 3072:
+        raise argparse.ArgumentTypeError(f"must be between 16 and 3072 MiB (a 32-bit guest), not {text}")
+    return value
+
+
 def run_main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     if args.json and not args.json.parent.is_dir():
@@ -74,7 +86,8 @@ def run_main(args: argparse.Namespace) -> int:
         log.info(f"binary: {args.binary} (command line style: {cli})")
     options = SessionOptions(vm=args.vm, profile=args.profile, binary=args.binary, icount_shift=args.icount,
                              use_snapshot=not args.no_snapshot, artifacts=args.artifacts,
-                             timeout_scale=args.timeout_scale, ftp_mode=args.ftp_mode)
+                             timeout_scale=args.timeout_scale, ftp_mode=args.ftp_mode,
+                             inputs=(choice.checkpoint, choice.tokenizer), memory_mb=args.memory)
     port_args = PortArgs(args.temperature, args.topp, args.seed, args.steps,
                          os.fsencode(args.prompt) if args.prompt else None)  # the bytes the shell gave us
     with Session(options) as session:

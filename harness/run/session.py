@@ -13,6 +13,7 @@ import contextlib
 import logging
 import re
 import shlex
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from harness.guests.resolve import resolve_guest
 from harness.oracle.checkpoint import load_checkpoint
 from harness.port.models import ModelChoice
 from harness.port.report import Report, ReportError, split_stdout
+from harness.run.timeouts import Calibration
+from harness.run.workspace import WorkSpaceError, WorkSpacePlan, plan_work_space, run_files
+from harness.vm.disk import DiskImage
 from harness.vm.guest import FetchResult, Guest, open_guest
 from harness.vm.machine import MachineOptions
 from harness.vm.profile import GuestProfile
@@ -32,8 +36,6 @@ TOK_S_LINE = re.compile(rb"(?:^|\n)achieved tok/s: [^\n]*\n\Z")
 log = logging.getLogger(__name__)
 SIGNALS = {4: "SIGILL, illegal instruction", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL (out of memory?)",
            11: "SIGSEGV, segmentation fault"}
-# Generous guest speed floor used to size timeouts: TCG emulation of x87 code on a busy host.
-MIN_GUEST_MACS_PER_SECOND = 2.0e6
 
 
 class SessionError(HarnessError):
@@ -52,6 +54,10 @@ class SessionOptions:
     artifacts: Path | None = None
     timeout_scale: float = 1.0
     ftp_mode: str | None = None  # passive | active | None (profile default)
+    # Files the run will inject besides the binary (model, tokenizer): checked against the guest's free disk
+    # before QEMU starts, and the reason tiny686 gets a second work disk when they do not fit its image.
+    inputs: tuple[Path, ...] = ()
+    memory_mb: int | None = None  # guest RAM instead of the profile's (e.g. -m 1024 for a resident reference run)
 
 
 @dataclass(frozen=True)
@@ -132,14 +138,11 @@ def describe_exit(exit_code: int) -> str:
     return f"exit code {exit_code}"
 
 
-def run_timeout(choice: ModelChoice, steps: int, scale: float) -> float:
-    """How long a port run may take: load time plus the forward passes the port will really run (llama2.c turns
-    0, negative or > seq_len steps into seq_len) at a pessimistic emulated speed."""
-    seq_len = load_checkpoint(choice.checkpoint).config.seq_len
-    steps = steps if 0 < steps <= seq_len else seq_len
-    model_bytes = choice.checkpoint.stat().st_size
-    per_token = (model_bytes / 4) / MIN_GUEST_MACS_PER_SECOND
-    return (120.0 + max(steps, 1) * per_token + model_bytes / 2e6) * scale
+def run_timeout(choice: ModelChoice, steps: int, scale: float, calibration: Calibration | None = None) -> float:
+    """How long a port run may take: harness/run/timeouts.py's formula with this profile's measured speeds (or
+    the pessimistic floors when none were measured)."""
+    config = load_checkpoint(choice.checkpoint).config
+    return (calibration or Calibration("none")).run_timeout(config, choice.checkpoint.stat().st_size, steps, scale)
 
 
 class Session(StartStop):
@@ -155,6 +158,9 @@ class Session(StartStop):
         self.binary_fetch: FetchResult | None = None
         self._stack = contextlib.ExitStack()
         self._has_clean_state = False
+        self.work_space: WorkSpacePlan | None = None  # set by start()
+        self.work_disk: Path | None = None  # the second work disk, when one was attached
+        self.calibration = Calibration.load(self.profile.name)  # measured speeds that size the timeouts
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -168,8 +174,17 @@ class Session(StartStop):
             self.binary = build_port(target)
         elif not self.binary.is_file():
             raise SessionError(f"llama98 binary not found: {self.binary}")
+        self.work_space = plan_work_space(self.profile, DiskImage.probe(self.image),
+                                          run_files(self.profile, self.binary, self.options.inputs))
+        if self.work_space.work_disk_bytes:
+            from harness.guests.tiny686.workdisk import create_work_disk
+
+            scratch = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="llama98-work-")))
+            self.work_disk = create_work_disk(scratch / "work.qcow2", self.work_space.work_disk_bytes)
         machine_options = MachineOptions(icount_shift=self.options.icount_shift,
-                                         use_snapshot=self.options.use_snapshot)
+                                         use_snapshot=self.options.use_snapshot,
+                                         memory_mb=self.options.memory_mb,
+                                         extra_disks=(self.work_disk,) if self.work_disk else ())
         log.info(f"starting guest {self.profile.name} from {self.image} (artifacts: {self.artifacts})")
         ready_timeout = self.profile.console.boot_timeout * self.options.timeout_scale
         self.guest = self._stack.enter_context(
@@ -178,6 +193,10 @@ class Session(StartStop):
         if ready is not None:
             how = "resumed from snapshot" if ready.from_snapshot else "cold boot"
             log.info(f"guest ready in {ready.seconds:.1f} s ({how})")
+        if self.work_disk is not None:
+            assert self.profile.files.work_disk_mount is not None
+            self.guest.run_checked(self.profile.files.work_disk_mount.replace("{dir}", self.profile.files.work_dir),
+                                   30)
         self.binary_fetch = self.fetch(self.binary, self.profile.files.names["binary"])
         self.binary_path = self.binary_fetch.guest_path
         if self.profile.console.kind == "posix-shell":
@@ -216,17 +235,34 @@ class Session(StartStop):
         size_mb = host_file.stat().st_size / 1e6
         mode = mode or self.options.ftp_mode or self.profile.ftp.default_mode
         log.info(f"injecting {host_file.name} ({size_mb:.1f} MB) as {guest_name} over {mode} FTP")
-        result = guest.fetch(host_file, guest_name, mode=mode, must_fit_in_memory=must_fit_in_memory)
+        size, scale = host_file.stat().st_size, self.options.timeout_scale
+        result = guest.fetch(host_file, guest_name, mode=mode, must_fit_in_memory=must_fit_in_memory,
+                             timeout=self.calibration.fetch_timeout(size, scale),
+                             checksum_timeout=self.calibration.checksum_timeout(size, scale))
+        self.calibration.record_fetch(result.size, result.seconds, result.checksum_seconds)
         log.info(f"  {result.size / 1e6:.1f} MB in {result.seconds:.2f} s ({result.megabytes_per_second:.1f} MiB/s), "
                   f"{self.profile.files.checksum.algorithm} verified in the guest")
         return result
 
     def inject_model(self, choice: ModelChoice, mode: str | None = None) -> InjectedModel:
         """Put a checkpoint and its tokenizer into the guest (refusing a model the guest RAM cannot hold)."""
+        self._check_undeclared_inputs([choice.checkpoint, choice.tokenizer])
         names = self.profile.files.names
         model = self.fetch(choice.checkpoint, names["model"], must_fit_in_memory=True, mode=mode)
         tokenizer = self.fetch(choice.tokenizer, names["tokenizer"], mode=mode)
         return InjectedModel(choice, model.guest_path, tokenizer.guest_path, [model, tokenizer])
+
+    def _check_undeclared_inputs(self, files: list[Path]) -> None:
+        """Refuse, before any transfer, files not declared in SessionOptions.inputs that would not fit."""
+        if all(path in self.options.inputs for path in files):
+            return
+        assert self.binary is not None
+        plan = plan_work_space(self.profile, DiskImage.probe(self.image), run_files(self.profile, self.binary,
+                                                                                     tuple(files)))
+        if plan.work_disk_bytes and self.work_disk is None:
+            raise WorkSpaceError(f"the run's files ({plan.needed_bytes / 1e6:.1f} MB) do not fit the guest's work "
+                                 f"disk ({(plan.free_bytes or 0) / 1e6:.1f} MB free); declare them in "
+                                 f"SessionOptions.inputs so that a work disk is attached at start")
 
     def _run_program(self, injected: InjectedModel, args: PortArgs, cli: str, timeout: float | None,
                      what: str) -> ProgramRun:
@@ -235,7 +271,7 @@ class Session(StartStop):
         argv = [self.binary_path,
                 *args.argv(injected.checkpoint, injected.tokenizer, self.profile.console.encoding, cli)]
         command = " ".join(quote_argument(self.profile, part) for part in argv)
-        limit = timeout or run_timeout(injected.choice, args.steps, self.options.timeout_scale)
+        limit = timeout or run_timeout(injected.choice, args.steps, self.options.timeout_scale, self.calibration)
         log.info(f"running {what} in the guest ({args.steps} steps, timeout {limit:.0f} s)")
         if self.profile.console.kind == "agent98":
             # agent98 kills a program after its own per-command timeout (3600 s by default): align it with ours.
@@ -273,4 +309,7 @@ class Session(StartStop):
             text = text[: match.start() + (1 if match.group(0).startswith(b"\n") else 0)]
         (self.artifacts.path / "report.txt").write_bytes(raw[raw.rfind(b"llama98 report "):])
         (self.artifacts.path / "text.txt").write_bytes(text)
+        if report.tokens:
+            passes = max(record.pos for record in report.tokens) + 1
+            self.calibration.record_run(load_checkpoint(injected.choice.checkpoint).config, passes, run.seconds)
         return PortRun(run.command, run.exit_code, text, report, run.seconds, tok_s_line)

@@ -3,8 +3,14 @@
 Why FTP: it is the one transfer path Windows 98 has out of the box (`ftp.exe`), and tiny686 exercises the same
 path. Why the rules:
 - Bind 127.0.0.1 only, ephemeral port, random user and password per run: nothing else on the host can use it.
-- One fresh jail directory per run: inputs are copies (read-only), `upload/` is write-only, and pyftpdlib's
-  filesystem refuses anything resolving outside the jail (`..`, absolute paths, symlinks pointing out).
+- One fresh jail directory per run: `upload/` is write-only, everything else read-only (the jail's permissions
+  refuse STOR, DELE, RNFR... on inputs), and pyftpdlib's filesystem refuses anything resolving outside the jail
+  (`..`, absolute paths, symlinks pointing out).
+- Inputs are never copied (a model may be gigabytes): a reflink (own inode, chmod 0444) or a hard link where the
+  file system allows, else a *view*: a symlink in the jail that `_JailFS` admits only because the server itself
+  registered that exact name -> target pair, opened only for reading. Any other path that resolves outside
+  the jail is still refused. What the guest receives is still proved by a checksum against the host's digests
+  (computed once per file version and cached).
 - Passive mode announces 10.0.2.2, which QEMU user networking maps to the host's loopback.
 - Active mode (the only mode Windows 98's ftp.exe has): QEMU user networking cannot carry an inbound connection
   to the guest by itself, so on `PORT 10,0,2,15,p1,p2` the server asks QEMU (via a HostForwarder, i.e. the
@@ -18,7 +24,9 @@ path. Why the rules:
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -26,12 +34,14 @@ import shutil
 import socket
 import tempfile
 import threading
+import weakref
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.filesystems import AbstractedFS
 from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
@@ -39,10 +49,13 @@ from pyftpdlib.servers import FTPServer
 from harness.core.artifacts import ArtifactDir
 from harness.core.errors import HarnessError
 from harness.core.lifecycle import StartStop
+from harness.core.paths import cache_dir
 from harness.vm.network import GUEST_ADDRESS, HOST_ADDRESS
 
 UPLOAD_DIR = "upload"
 PASSIVE_PORT_COUNT = 8
+FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int), share the source's data blocks (btrfs, xfs, ...)
+DIGEST_CACHE_MIN_BYTES = 16 * 1024 * 1024  # smaller files are hashed again each time (faster than the cache)
 
 
 class FtpError(HarnessError):
@@ -67,6 +80,7 @@ class ServedFile:
     sha256: str
     md5: str
     crc32: str
+    how: str = "copy"  # "reflink", "hardlink" or "view": how the jail holds it without a copy
 
     def digest(self, algorithm: str) -> str:
         """Host-side digest for a profile's checksum algorithm (sha256, md5, crc32)."""
@@ -81,6 +95,7 @@ class TransferRecord:
     name: str
     transfer_type: str  # "binary" or "ascii"
     complete: bool
+    bytes: int = 0  # bytes the data connection carried
 
 
 def digests(path: Path) -> tuple[int, str, str, str]:
@@ -93,6 +108,80 @@ def digests(path: Path) -> tuple[int, str, str, str]:
             crc = zlib.crc32(chunk, crc)
             size += len(chunk)
     return size, sha.hexdigest(), md5.hexdigest(), f"{crc & 0xFFFFFFFF:08x}"
+
+
+def cached_digests(path: Path) -> tuple[int, str, str, str]:
+    """digests(path), remembered per file version (device, inode, size, mtime): hashing a multi-gigabyte model
+    takes seconds, and every run of the same model would pay it again."""
+    st = path.stat()
+    if st.st_size < DIGEST_CACHE_MIN_BYTES:
+        return digests(path)
+    identity = f"{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}"
+    record = cache_dir("file-digests") / (hashlib.sha256(identity.encode()).hexdigest()[:32] + ".json")
+    try:
+        cached = json.loads(record.read_text(encoding="utf-8"))
+        if cached.get("identity") == identity:
+            return int(cached["size"]), str(cached["sha256"]), str(cached["md5"]), str(cached["crc32"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    size, sha256, md5, crc32 = digests(path)
+    temp = record.with_suffix(f".{os.getpid()}.tmp")
+    temp.write_text(json.dumps({"identity": identity, "size": size, "sha256": sha256, "md5": md5,
+                                "crc32": crc32}), encoding="utf-8")
+    os.replace(temp, record)
+    return size, sha256, md5, crc32
+
+
+def _reflink(source: Path, target: Path) -> bool:
+    """Clone `source` as `target` sharing its data blocks (no copy); False where the file system cannot."""
+    try:
+        with source.open("rb") as src, target.open("xb") as dst:
+            try:
+                fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+                return True
+            except OSError:
+                pass
+    except OSError:
+        return False
+    target.unlink(missing_ok=True)
+    return False
+
+
+def place_without_copy(source: Path, target: Path) -> str:
+    """Put `source` at `target` without copying its bytes; returns how: "reflink" (own inode, made read-only),
+    "hardlink" (same inode: its mode is the source's, so the jail's permissions alone keep it read-only) or
+    "view" (a symlink the jail's file system admits for this one name, see _JailFS)."""
+    if _reflink(source, target):
+        target.chmod(0o444)
+        return "reflink"
+    try:
+        os.link(source, target)
+        return "hardlink"
+    except OSError:
+        pass  # another file system (EXDEV), a file we do not own (protected_hardlinks), too many links
+    os.symlink(source.resolve(), target)
+    return "view"
+
+
+class _JailFS(AbstractedFS):
+    """pyftpdlib's jail plus read-only views: `views` (set on a per-server subclass) maps a jail path to the
+    one outside file the server registered for it. Everything else is confined as by AbstractedFS."""
+
+    views: dict[str, str] = {}
+
+    def _view_target(self, path: str) -> str | None:
+        target = self.views.get(os.path.normpath(path))
+        if target is None or os.path.realpath(path) != target:
+            return None  # not registered, or the link was changed to point elsewhere
+        return target
+
+    def validpath(self, path: str) -> bool:
+        return self._view_target(path) is not None or bool(super().validpath(path))
+
+    def open(self, filename: str, mode: str) -> Any:
+        if self._view_target(filename) is not None and any(flag in mode for flag in "wax+"):
+            raise PermissionError(errno.EACCES, "read-only view", filename)
+        return super().open(filename, mode)
 
 
 def ascii_mangled_digests(path: Path, algorithm: str) -> set[str]:
@@ -139,11 +228,24 @@ class _BridgingHandler(FTPHandler):
     server_log: logging.Logger = logging.getLogger("harness.vm.ftp")
     records: list[TransferRecord] = []
     records_lock = threading.Lock()
+    sessions: weakref.WeakSet[_BridgingHandler] = weakref.WeakSet()  # live control connections (for progress)
 
     def __init__(self, conn: Any, server: Any, ioloop: Any = None) -> None:
         super().__init__(conn, server, ioloop)
         self._log_debug = True  # every command and reply goes to the run's ftp.log
         self._bridged_ports: list[int] = []
+        with self.records_lock:
+            self.sessions.add(self)
+
+    def bytes_sent_of(self, name: str) -> int | None:
+        """Bytes sent so far by this connection's running RETR of `name`, or None (another file or idle).
+
+        Called from another thread: it only reads attributes the server thread replaces atomically."""
+        channel = self.data_channel
+        handle = getattr(channel, "file_obj", None) if channel is not None else None
+        if channel is None or handle is None or os.path.basename(str(getattr(handle, "name", ""))) != name:
+            return None
+        return int(channel.tot_bytes_sent)
 
     # logging: to this server's own log file, not the process-wide pyftpdlib logger
     def log(self, msg: str, logfun: Any = None) -> None:
@@ -193,14 +295,18 @@ class _BridgingHandler(FTPHandler):
 
     def close(self) -> None:
         self._drop_bridges()
+        with self.records_lock:
+            self.sessions.discard(self)
         super().close()
 
     # transfer records
     def _record(self, command: str, file: str, complete: bool) -> None:
         name = os.path.basename(file)
         kind = "ascii" if self._current_type == "a" else "binary"
+        channel = self.data_channel
+        moved = int(channel.get_transmitted_bytes()) if channel is not None else 0
         with self.records_lock:
-            self.records.append(TransferRecord(command, name, kind, complete))
+            self.records.append(TransferRecord(command, name, kind, complete, moved))
 
     def on_file_sent(self, file: str) -> None:
         self._record("RETR", file, True)
@@ -236,6 +342,8 @@ class FileServer(StartStop):
         self.upload_dir = self.jail / UPLOAD_DIR
         self.records: list[TransferRecord] = []
         self._records_lock = threading.Lock()
+        self._sessions: weakref.WeakSet[_BridgingHandler] = weakref.WeakSet()
+        self._views: dict[str, str] = {}  # jail path -> outside file, for _JailFS (read by the server thread)
         self._server: FTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -255,12 +363,15 @@ class FileServer(StartStop):
         authorizer = DummyAuthorizer()
         authorizer.add_user(self.user, self.password, str(self.jail), perm="elr")
         authorizer.override_perm(self.user, str(self.upload_dir), perm="ew")
+        filesystem = type("RunJailFS", (_JailFS,), {"views": self._views})
         handler = type("RunFtpHandler", (_BridgingHandler,), {
             "authorizer": authorizer,
+            "abstracted_fs": filesystem,
             "bridge": self.bridge,
             "server_log": self._logger,
             "records": self.records,
             "records_lock": self._records_lock,
+            "sessions": self._sessions,
             "masquerade_address": self.masquerade_address,
             "passive_ports": _free_ports(PASSIVE_PORT_COUNT),
             "permit_foreign_addresses": False,
@@ -304,20 +415,37 @@ class FileServer(StartStop):
         shutil.rmtree(self.jail, ignore_errors=True)
 
     def add_file(self, source: str | Path, name: str | None = None) -> ServedFile:
-        """Copy `source` into the jail as `name` (read-only) and return it with its digests."""
+        """Serve `source` as `name` (read-only, never copied: see place_without_copy) with its digests."""
         source_path = Path(source)
         target_name = name or source_path.name
         if "/" in target_name or target_name in ("", ".", "..", UPLOAD_DIR):
             raise FtpError(f"invalid served file name {target_name!r}")
         target = self.jail / target_name
+        key = os.path.normpath(str(target))
         try:
-            target.unlink(missing_ok=True)  # a previous copy is read-only: replace it, do not write through it
-            shutil.copyfile(source_path, target)
+            if not source_path.is_file():
+                raise FileNotFoundError(errno.ENOENT, "not a file", str(source_path))
+            self._views.pop(key, None)
+            target.unlink(missing_ok=True)  # a previous one is read-only or a link: replace it, never write through
+            how = place_without_copy(source_path, target)
+            if how == "view":
+                self._views[key] = os.path.realpath(target)
+            size, sha256, md5, crc32 = cached_digests(source_path)
         except OSError as error:
             raise FtpError(f"cannot serve {source_path}: {error.strerror}") from None
-        target.chmod(0o444)
-        size, sha256, md5, crc32 = digests(target)
-        return ServedFile(target_name, target, size, sha256, md5, crc32)
+        return ServedFile(target_name, target, size, sha256, md5, crc32, how)
+
+    def bytes_sent(self, name: str, since: int = 0) -> int | None:
+        """Bytes of served file `name` sent so far by a running RETR (the largest if several), else by the last
+        RETR among the transfers of `name` after the first `since` (as counted by transfers_of), else None.
+        Safe to call from any thread: it is what harness.vm.progress samples."""
+        with self._records_lock:
+            sessions = list(self._sessions)
+            done = [r for r in [r for r in self.records if r.name == name][since:] if r.command == "RETR"]
+        counts = [count for session in sessions if (count := session.bytes_sent_of(name)) is not None]
+        if counts:
+            return max(counts)
+        return done[-1].bytes if done else None
 
     def transfers_of(self, name: str) -> list[TransferRecord]:
         """Transfers the server saw for a served file name, oldest first."""

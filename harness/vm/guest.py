@@ -21,8 +21,11 @@ from harness.vm.ftp import FileServer, ServedFile, ascii_mangled_digests
 from harness.vm.machine import Machine, MachineOptions
 from harness.vm.processes import QemuError
 from harness.vm.profile import GuestProfile
+from harness.vm.progress import LARGE_FILE_BYTES, TransferProgress
 
 MIN_TRANSFER_RATE = 256 * 1024  # bytes/s assumed when sizing a fetch timeout (generous: targets are 25 MB/s)
+MIN_CHECKSUM_RATE = 256 * 1024  # bytes/s assumed when sizing a checksum timeout
+# The Session passes timeouts sized from measured speeds instead (harness/run/timeouts.py).
 
 
 class GuestError(HarnessError):
@@ -58,6 +61,7 @@ class FetchResult:
     seconds: float  # the guest's FTP client command alone (what MB/s is computed from)
     total_seconds: float  # including client set-up (script writing) and the checksum in the guest
     verified: bool = True
+    checksum_seconds: float = 0.0  # the guest's checksum command alone
 
     @property
     def megabytes_per_second(self) -> float:
@@ -76,6 +80,11 @@ class Guest:
                                screendump=machine.try_screendump, artifacts=artifacts.path)
         self._started = machine.started_at or time.monotonic()
         self.ready: ReadyInfo | None = None  # set by open_guest
+        # Progress of large fetches (harness/vm/progress.py): size threshold and seconds between reports
+        # (None: the module's defaults, a live line on a terminal, a log line every 10 s elsewhere).
+        self.progress_min_bytes = LARGE_FILE_BYTES
+        self.progress_interval: float | None = None
+        self.last_progress: list[str] = []  # the progress lines of the last fetch
 
     def close(self) -> None:
         """Release the console (the Machine and FileServer are closed by their owner)."""
@@ -179,11 +188,13 @@ class Guest:
                 f"model; use a smaller model or raise machine.memory_mb", artifacts=self.artifacts)
 
     def fetch(self, host_file: str | Path, guest_name: str, mode: str | None = None,
-              transfer_type: str = "binary", must_fit_in_memory: bool = False) -> FetchResult:
+              transfer_type: str = "binary", must_fit_in_memory: bool = False, timeout: float | None = None,
+              checksum_timeout: float | None = None) -> FetchResult:
         """Make the guest download `host_file` as `guest_name` in its work dir, then verify it by checksum.
 
         `mode` is "passive" or "active" (default: the profile's). `transfer_type="ascii"` exists to prove that a
         wrong-mode transfer is caught: it always ends in TransferError. Returns a FetchResult (verified=True).
+        `timeout` and `checksum_timeout` default to the file's size at the floor rates above.
         """
         if must_fit_in_memory:
             self.check_fits_in_memory(host_file)
@@ -196,17 +207,25 @@ class Guest:
             raise GuestError("the passive-mode client of this guest only does binary transfers")
         served = self.file_server.add_file(host_file, guest_name)
         guest_path = self.guest_path(guest_name)
-        timeout = 60.0 + served.size / MIN_TRANSFER_RATE
+        timeout = timeout or 60.0 + served.size / MIN_TRANSFER_RATE
+        checksum_timeout = checksum_timeout or 30.0 + served.size / MIN_CHECKSUM_RATE
         if self.profile.console.kind == "posix-shell":
             self.run(f"rm -f {guest_path}", 20)  # a stale copy must not pass verification
         transfers_before = len(self.file_server.transfers_of(served.name))
         start = time.monotonic()
+        progress = TransferProgress(served.name, served.size,
+                                    lambda: self.file_server.bytes_sent(served.name, transfers_before),
+                                    interval=self.progress_interval, min_bytes=self.progress_min_bytes)
         if chosen == "passive":
-            result = self._fetch_passive(served, guest_path, timeout)
+            result = self._fetch_passive(served, guest_path, timeout, progress)
         else:
-            result = self._fetch_active(served, guest_path, transfer_type, timeout)
-        digest = self._verify(served, guest_path, result, transfers_before)
-        return FetchResult(guest_path, served.size, digest, chosen, result.seconds, time.monotonic() - start)
+            result = self._fetch_active(served, guest_path, transfer_type, timeout, progress)
+        self.last_progress = progress.lines
+        before_checksum = time.monotonic()
+        digest = self._verify(served, guest_path, result, transfers_before, checksum_timeout)
+        now = time.monotonic()
+        return FetchResult(guest_path, served.size, digest, chosen, result.seconds, now - start,
+                           checksum_seconds=now - before_checksum)
 
     def _substitutions(self, served: ServedFile, guest_path: str) -> dict[str, str]:
         return {"user": self.file_server.user, "password": self.file_server.password,
@@ -219,13 +238,15 @@ class Guest:
             template = template.replace("{" + key + "}", value)
         return template
 
-    def _fetch_passive(self, served: ServedFile, guest_path: str, timeout: float) -> CommandResult:
+    def _fetch_passive(self, served: ServedFile, guest_path: str, timeout: float,
+                       progress: TransferProgress) -> CommandResult:
         assert self.profile.ftp.passive_command is not None
         command = self._fill(self.profile.ftp.passive_command, self._substitutions(served, guest_path))
-        return self.run(command, timeout)
+        with progress:
+            return self.run(command, timeout)
 
     def _fetch_active(self, served: ServedFile, guest_path: str, transfer_type: str,
-                      timeout: float) -> CommandResult:
+                      timeout: float, progress: TransferProgress) -> CommandResult:
         spec = self.profile.ftp.active
         assert spec is not None
         values = self._substitutions(served, guest_path)
@@ -236,11 +257,13 @@ class Guest:
         for template in spec.script:
             line = self._fill(template, values)
             self.run_checked(self._fill(spec.write_line, {"script": script, "line": line}), 20)
-        result = self.run(self._fill(spec.command, {"script": script}), timeout)
+        with progress:
+            result = self.run(self._fill(spec.command, {"script": script}), timeout)
         self.run(self._fill(spec.reset_script, {"script": script}), 20)  # the script holds the password
         return result
 
-    def _verify(self, served: ServedFile, guest_path: str, client: CommandResult, transfers_before: int) -> str:
+    def _verify(self, served: ServedFile, guest_path: str, client: CommandResult, transfers_before: int,
+                checksum_timeout: float) -> str:
         """Prove the fetch: a new, complete binary transfer of this file (the clients' exit codes mean nothing:
         inetutils ftp and Windows' ftp.exe exit 0 on failure), then the guest's checksum equal to the host's."""
         algorithm = self.profile.files.checksum.algorithm
@@ -255,7 +278,7 @@ class Guest:
             raise TransferError(f"FTP fetch of {served.name} into {guest_path} failed (client exit code "
                                 f"{client.exit_code}: {last}); {where}", artifacts=self.artifacts)
         try:
-            guest_digest = self.checksum(guest_path)
+            guest_digest = self.checksum(guest_path, checksum_timeout)
         except GuestError as error:
             raise TransferError(f"{served.name} did not arrive at {guest_path}: {error.message}",
                                 transcript=error.transcript, artifacts=self.artifacts) from None

@@ -60,6 +60,9 @@ class MachineOptions:
     use_snapshot: bool = True  # False forces a cold boot and never saves a snapshot
     memory_mb: int | None = None  # override the profile's RAM
     extra_args: tuple[str, ...] = ()
+    # More qcow2 disks (IDE index 1, 2...), e.g. tiny686's work disk. A snapshot cannot be loaded into a machine
+    # with a disk it was not saved with, so a machine with extra disks always cold-boots and saves none.
+    extra_disks: tuple[Path, ...] = ()
     start_timeout: float = 20.0  # QEMU must connect QMP and serial within this
     snapshot_cache: SnapshotCache | None = None  # None: the default cache dir
 
@@ -118,6 +121,11 @@ class Machine(StartStop):
         if self._run is None:
             raise QemuError("the machine was never started")
         return self._run.overlay
+
+    @property
+    def snapshots_enabled(self) -> bool:
+        """Whether this run may load and save the cached snapshot (never with extra disks)."""
+        return self.options.use_snapshot and not self.options.extra_disks
 
     @property
     def memory_mb(self) -> int:
@@ -191,7 +199,7 @@ class Machine(StartStop):
         device_args = self.device_args()
         cache = self.options.snapshot_cache or SnapshotCache.default()
         cached = None
-        if self.options.use_snapshot:
+        if self.snapshots_enabled:
             version = qemu_version(self._qemu_binary)
             self.snapshot_key = SnapshotCache.key(self.image.sha256(), self.profile, version, device_args)
             cached = cache.lookup(self.snapshot_key) if allow_snapshot else None
@@ -208,6 +216,8 @@ class Machine(StartStop):
             # cache=unsafe: the overlay is thrown away after the run, so host fsyncs buy nothing (savevm still
             # writes qcow2 metadata out to the OS before we copy the file).
             "-drive", f"file={run.overlay},format=qcow2,if=ide,index=0,media=disk,cache=unsafe",
+            *[part for index, disk in enumerate(self.options.extra_disks, start=1) for part in (
+                "-drive", f"file={disk},format=qcow2,if=ide,index={index},media=disk,cache=unsafe")],
             "-chardev", f"socket,id=serial0,path={run.serial_socket_path}",
             "-serial", "chardev:serial0",
             "-qmp", f"unix:{run.qmp_socket_path}",
@@ -388,7 +398,7 @@ class Machine(StartStop):
         Pauses the guest so the overlay is quiescent while it is copied, then resumes. Returns the cached path,
         or None if snapshots are disabled for this run or it already came from the cache.
         """
-        if not self.options.use_snapshot or self.loaded_snapshot or self.snapshot_key is None:
+        if not self.snapshots_enabled or self.loaded_snapshot or self.snapshot_key is None:
             return None
         cache = self.options.snapshot_cache or SnapshotCache.default()
         self.pause()

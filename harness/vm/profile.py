@@ -79,6 +79,9 @@ class FilesSpec:
     separator: str
     names: dict[str, str]
     checksum: ChecksumSpec
+    # Mounts a second work disk's FAT volume over {dir} (the work dir) when a run's files do not fit the image;
+    # None: the guest cannot take a second disk, and a run that does not fit is refused before any transfer.
+    work_disk_mount: str | None = None
 
     def guest_path(self, name: str) -> str:
         """Absolute guest path of `name` inside the work directory."""
@@ -298,6 +301,7 @@ def _parse(document: Any, path: Path, digest: str) -> GuestProfile:
             command=checksum.template("command", ("path",)),
             pattern=checksum_pattern,
         ),
+        work_disk_mount=files.template("work_disk_mount", ("dir",)) if "work_disk_mount" in files.data else None,
     )
 
     ftp = top.mapping("ftp")

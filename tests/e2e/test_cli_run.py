@@ -89,3 +89,22 @@ def test_ctrl_c_or_sigterm_stops_qemu_and_exits_130(stop_signal: signal.Signals,
     assert process.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr
     assert not _qemu_of_run_alive(artifacts)
+
+
+def test_guest_ram_is_chosen_with_memory_and_the_text_does_not_change(vm_image: tuple[str, Path],
+                                                                     tmp_path: Path) -> None:
+    """The two halves of issue 14's CI check: the same model on the profile's 128 MiB guest and on a larger one
+    (the resident reference) print the same text, and the QEMU command line shows which RAM each had."""
+    small = _run_cli(["-n", "40"], tmp_path / "small")
+    large = _run_cli(["-n", "40", "--memory", "1024"], tmp_path / "large")
+    assert small.returncode == 0 and large.returncode == 0, (small.stderr[-1000:], large.stderr[-1000:])
+    assert " -m 128 " in (tmp_path / "small" / "art" / "qemu-cmdline.txt").read_text()
+    assert " -m 1024 " in (tmp_path / "large" / "art" / "qemu-cmdline.txt").read_text()
+    text = (tmp_path / "small" / "art" / "text.txt").read_bytes()
+    assert text and text == (tmp_path / "large" / "art" / "text.txt").read_bytes()
+
+
+def test_impossible_guest_ram_is_a_usage_error(tmp_path: Path) -> None:
+    result = _run_cli(["--memory", "8"], tmp_path, timeout=60)
+    assert result.returncode == 2 and "--memory: must be between 16 and 3072 MiB" in result.stderr
+    assert "Traceback" not in result.stderr
