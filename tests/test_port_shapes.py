@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.port.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
+from harness.port.modelgen import LARGE_SHAPES, SHAPES, cached_checkpoint, cached_tokenizer
 from tests.port_helpers import asan_bin, fixture, native_bin, parse_report, run_port, tiny686_bin  # noqa: F401
 
-SHAPE_NAMES = [name for name in SHAPES if name != "15M-shape"]
+SHAPE_NAMES = [name for name in SHAPES if name not in LARGE_SHAPES]
 RUNS = {
     "greedy-full": ["-t", "0", "-n", "0"],
     "sampled-prompt": ["-t", "1.0", "-p", "0.9", "-s", "17", "-n", "60", "-i", "Once upon a time"],

@@ -10,7 +10,7 @@ import pytest
 
 from harness.oracle.generate import generate_text
 from harness.oracle.verify import verify
-from harness.port.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
+from harness.port.modelgen import LARGE_SHAPES, SHAPES, cached_checkpoint, cached_tokenizer
 from harness.port.report import parse_report, split_stdout
 from tests.port_helpers import fixture, native_bin, run_port, tiny686_bin  # noqa: F401
 
@@ -22,7 +22,7 @@ STORY_RUNS = {
     "full-length": ["-t", "0", "-n", "0"],
 }
 SHAPE_RUN = ["-t", "0.9", "-p", "0.9", "-s", "11", "-n", "48", "-i", "Once upon"]
-GENERATED = [name for name in SHAPES if name != "15M-shape"]
+GENERATED = [name for name in SHAPES if name not in LARGE_SHAPES]
 
 
 def _flag(args: list[str], flag: str, default: str) -> str:

@@ -86,6 +86,9 @@ SHAPES: dict[str, ModelShape] = {
     # (the real 131072 would make a 4 GiB KV cache).
     "1B-shape": ModelShape(2048, 8192, 16, 32, 8, 128256, 2048),
 }
+# Shapes for the bigger-than-RAM work (hundreds of MB to GB): benchmarks and dedicated runs, never the unit tests
+# that sweep every small shape.
+LARGE_SHAPES: tuple[str, ...] = ("15M-shape", "110M-shape", "1B-shape")
 STREAM_BLOCK_FLOATS = 1 << 21  # floats drawn and written at a time (8 MB): a 5 GB model never sits in memory
 
 
