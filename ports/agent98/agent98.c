@@ -31,8 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "crc32.h" /* shared with llama98: ports/llama98 */
-#include "u64.h"
+#include "../llama98/crc32.h" /* shared with llama98 */
+#include "../llama98/u64.h"
 
 #define AGENT_VERSION "1.0"
 #define DEFAULT_PORT "COM1"
