@@ -18,14 +18,13 @@ Modes: `host-ipt` (callgrind), `icount` (QEMU -icount), `wall` (plain emulation)
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness.core.atomic import write_atomically
 from harness.core.errors import HarnessError
 
 SCHEMA = "llama98-bench/1"
@@ -105,21 +104,7 @@ def read_result(path: Path) -> CommitResult:
 
 
 def _atomic_write_json(path: Path, data: dict[str, object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False) as handle:
-        staging = Path(handle.name)
-        try:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-        except BaseException:
-            handle.close()
-            staging.unlink(missing_ok=True)
-            raise
-    try:
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
+    write_atomically(path, [(json.dumps(data, indent=1, sort_keys=True) + "\n").encode()])
 
 
 def record_run(results_dir: Path, commit: dict[str, object], mode: str, environment: dict[str, object],

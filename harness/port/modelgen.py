@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.core.atomic import write_atomically
 from harness.core.errors import HarnessError
 from harness.core.paths import cache_dir
 from harness.oracle.checkpoint import ModelConfig
@@ -137,18 +138,10 @@ def _rope_tables(shape: ModelShape) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def _atomic_write(path: Path, chunks: Iterable[Any]) -> None:  # bytes, or numpy arrays written raw
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
-    temp = Path(handle.name)
-    try:
-        with handle:
-            for chunk in chunks:
-                handle.write(chunk if isinstance(chunk, bytes) else np.ascontiguousarray(chunk, "<f4").tobytes())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+def _atomic_write(path: Path, chunks: Iterable[Any]) -> None:
+    """Bytes, or numpy arrays written raw as little-endian float32, through the one atomic writer."""
+    write_atomically(Path(path), (chunk if isinstance(chunk, bytes) else np.ascontiguousarray(chunk, "<f4").tobytes()
+                                  for chunk in chunks))
 
 
 def _file_layout(shape: ModelShape, version: int) -> tuple[bytes, list[tuple[str, tuple[int, ...]]]]:

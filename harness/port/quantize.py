@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import struct
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from harness.core.atomic import write_atomically
 from harness.core.errors import HarnessError, UsageError
 from harness.oracle.checkpoint import Checkpoint, ModelConfig, Weights, load_checkpoint
 from harness.oracle.quant import Q8Tensor, pack_ternary, quantize_q80, quantize_ternary
@@ -115,26 +114,6 @@ def ternary_chunks(config: ModelConfig, w: Weights, ffn: str = "silu", int8_clas
         yield _f32(w.classifier)
 
 
-def atomic_write(path: Path, chunks: Iterable[bytes]) -> Path:
-    """Write all chunks to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part",
-                                     delete=False) as handle:
-        temp = Path(handle.name)
-        try:
-            for chunk in chunks:
-                handle.write(chunk)
-        except BaseException:
-            handle.close()
-            temp.unlink(missing_ok=True)
-            raise
-    try:
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path
-
-
 def load_float_checkpoint(path: Path) -> Checkpoint:
     """A v0 or v1 float32 checkpoint; anything else is a one-line QuantizeError."""
     checkpoint = load_checkpoint(path)
@@ -151,11 +130,11 @@ def quantize_file(src: Path, out: Path, to: str, group_size: int | None = None,
     config, weights = checkpoint.config, checkpoint.weights
     if to == "q8_0":
         group = group_size or default_group_size(config.dim, config.hidden_dim)
-        return atomic_write(out, q8_0_chunks(config, weights, group))
+        return write_atomically(out, q8_0_chunks(config, weights, group))
     if to == "ternary":
         if group_size is not None:
             raise UsageError("--group-size applies to q8_0 only (ternary has one scale per tensor)")
-        return atomic_write(out, ternary_chunks(config, weights, int8_classifier=int8_classifier))
+        return write_atomically(out, ternary_chunks(config, weights, int8_classifier=int8_classifier))
     raise UsageError(f"unknown quantization {to!r}: choose one of {', '.join(QUANT_TYPES)}")
 
 
@@ -217,4 +196,4 @@ def write_ternary_model(path: Path, shape: ModelConfig, seed: int = 0, ffn: str 
         rng = np.random.default_rng(seed + 1)
         sub_att = np.float32(1.0) + rng.standard_normal((shape.n_layers, shape.dim), dtype=np.float32) * 0.1
         sub_ffn = np.float32(1.0) + rng.standard_normal((shape.n_layers, shape.hidden_dim), dtype=np.float32) * 0.1
-    return atomic_write(Path(path), ternary_chunks(gen_shape, weights, ffn, int8_classifier, sub_att, sub_ffn))
+    return write_atomically(Path(path), ternary_chunks(gen_shape, weights, ffn, int8_classifier, sub_att, sub_ffn))

@@ -367,6 +367,19 @@ static void body_space(const Config *c, int kv_dim, double *floats, double *byte
     }
 }
 
+
+/* Elements of layer matrix k (wq, wk, wv, wo, w1, w2, w3: rows x columns). */
+static double layer_matrix_size(const Model *m, int k)
+{
+    double D = m->config.dim, H = m->config.hidden_dim, K = m->kv_dim;
+    switch (k) {
+    case 1: case 2: return K * D; /* wk, wv */
+    case 4: case 6: return H * D; /* w1, w3 */
+    case 5: return D * H;         /* w2 */
+    default: return D * D;        /* wq, wo */
+    }
+}
+
 static void read_ak42_body(Model *m, FILE *f, const char *path)
 {
     const Config *c = &m->config;
@@ -375,15 +388,6 @@ static void read_ak42_body(Model *m, FILE *f, const char *path)
     double nf, nb;
     int L = c->n_layers, D = c->dim, H = c->hidden_dim, K = m->kv_dim;
     int k, l, wt = c->weight_type, gs = c->group_size;
-    /* wq, wk, wv, wo, w1, w2, w3: rows and columns */
-    int rows[7], cols[7];
-    rows[0] = D; cols[0] = D;
-    rows[1] = K; cols[1] = D;
-    rows[2] = K; cols[2] = D;
-    rows[3] = D; cols[3] = D;
-    rows[4] = H; cols[4] = D;
-    rows[5] = D; cols[5] = H;
-    rows[6] = H; cols[6] = D;
 
     body_space(c, K, &nf, &nb);
     m->floats = (float *)xmalloc(4.0 * nf, "the checkpoint weights");
@@ -415,7 +419,7 @@ static void read_ak42_body(Model *m, FILE *f, const char *path)
     w->w3 = w->w2 + L;
     for (k = 0; k < 7; k++) {
         for (l = 0; l < L; l++) {
-            read_tensor(&r, m->layer_tensors + k * L + l, wt, gs, (double)rows[k] * cols[k], tensor_names[k], l);
+            read_tensor(&r, m->layer_tensors + k * L + l, wt, gs, layer_matrix_size(m, k), tensor_names[k], l);
         }
     }
     if (c->shared) {
@@ -440,14 +444,6 @@ static void read_v3_body(Model *m, FILE *f, const char *path)
     double n = norms + V * D + L * (2.0 * D * D + 2.0 * K * D + 3.0 * D * H) + (c->shared ? 0.0 : V * D);
     int l, k, nl = c->n_layers, wt = c->weight_type;
     float *rms_att, *rms_ffn, *rms_final;
-    double rows[7], cols[7];
-    rows[0] = D; cols[0] = D;
-    rows[1] = K; cols[1] = D;
-    rows[2] = K; cols[2] = D;
-    rows[3] = D; cols[3] = D;
-    rows[4] = H; cols[4] = D;
-    rows[5] = D; cols[5] = H;
-    rows[6] = H; cols[6] = D;
 
     m->floats = (float *)xmalloc(4.0 * n, "the checkpoint weights");
     m->layer_tensors = (Tensor *)xmalloc(7.0 * L * sizeof(Tensor), "the weight table");
@@ -463,11 +459,11 @@ static void read_v3_body(Model *m, FILE *f, const char *path)
     for (l = 0; l < nl; l++) {
         read_floats_to(&r, rms_att + (size_t)l * (size_t)c->dim, D);
         for (k = 0; k < 4; k++) {
-            read_tensor(&r, m->layer_tensors + k * nl + l, wt, 0, rows[k] * cols[k], tensor_names[k], l);
+            read_tensor(&r, m->layer_tensors + k * nl + l, wt, 0, layer_matrix_size(m, k), tensor_names[k], l);
         }
         read_floats_to(&r, rms_ffn + (size_t)l * (size_t)c->dim, D);
         for (k = 4; k < 7; k++) {
-            read_tensor(&r, m->layer_tensors + k * nl + l, wt, 0, rows[k] * cols[k], tensor_names[k], l);
+            read_tensor(&r, m->layer_tensors + k * nl + l, wt, 0, layer_matrix_size(m, k), tensor_names[k], l);
         }
     }
     read_floats_to(&r, rms_final, D);
