@@ -107,9 +107,9 @@ def test_readme_example_test_file_runs_against_a_fork(vm_image: tuple[str, Path]
 
 # --- bisecting a fork with its own build -------------------------------------------------------------------
 
-# Wall-clock tok/s is noisy on a shared 2-core host running other guests: the culprit is several times slower and
-# the threshold 50%, so only a real slowdown crosses the line.
-SLOWDOWN_PASSES = 6
+# tok/s is taken on the guest's -icount clock, so it does not move with the host's load: one pass over the
+# weights before each token is a slowdown of about 1.5x, well over the 20% threshold.
+SLOWDOWN_PASSES = 1
 def _fork_sources() -> list[str]:
     """The port's sources as its makefile lists them (NAMES in gcc.mk, with the portable qdot), so the fork builds
     whatever files the port grows."""
@@ -161,9 +161,10 @@ def test_bisect_finds_the_slow_commit_of_a_fork_by_its_own_tok_s(vm_image: tuple
     repo = tmp_path / "fork"
     good, culprit = _fork_repository(repo)
     head_before = _git(repo, "rev-parse", "HEAD")
-    outcome = bisect(repo, good, "main", metric="tok_s", threshold=0.5, out_dir=tmp_path / "run",
+    outcome = bisect(repo, good, "main", metric="tok_s", threshold=0.2, out_dir=tmp_path / "run",
                      vm="tiny686", plot=False, build_command="make run", binary="run", cli="llama2c")
     assert outcome.culprit == culprit
     assert outcome.culprit_measurement.value is not None and outcome.good.value is not None
-    assert outcome.culprit_measurement.value < outcome.good.value / 1.5
+    assert outcome.culprit_measurement.value < outcome.good.value / 1.2
+    assert all(len(m.samples) == 1 for m in outcome.measurements)  # the guest clock decides in one run
     assert _git(repo, "rev-parse", "HEAD") == head_before and not (repo / "run").exists()

@@ -11,8 +11,9 @@ entry there, and one left behind by a killed run would show in `git worktree lis
 success, failure and Ctrl-C, and the `git bisect run` process group is stopped first.
 
 Deterministic metrics (host-ipt, guest-ipt) are measured once per build and cached by the build's key (sources,
-makefile, compiler) plus what was measured, so commits that do not change the port cost nothing. `tok_s` is
-noisy: a commit is sampled alongside --good until the ranges separate, or skipped.
+makefile, compiler) plus what was measured, so commits that do not change the port cost nothing. `tok_s` is the
+program's own figure, taken on the guest's -icount clock (deterministic: guest time follows instructions); with
+--wall-clock it is noisy, and a commit is sampled alongside --good until the ranges separate, or skipped.
 """
 
 from harness.perf.bisect.command import parse_threshold, register

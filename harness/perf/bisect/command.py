@@ -34,7 +34,7 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
     outcome = bisect(Path(args.repo), args.good, args.bad, metric=args.metric, threshold=args.threshold,
                      model=args.model, out_dir=Path(args.out) if args.out else None, port_dir=args.port_dir,
                      vm=args.vm, icount_shift=args.icount_shift, plot=not args.no_plot, use_cache=not args.fresh,
-                     build_command=args.build, binary=args.binary, cli=args.cli)
+                     build_command=args.build, binary=args.binary, cli=args.cli, wall_clock=args.wall_clock)
     print_outcome(outcome, args.metric)
     return 0
 
@@ -53,10 +53,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--bad", required=True, metavar="REV", help="a later commit that is slower")
     parser.add_argument("--metric", choices=METRICS, default="host-ipt",
                         help="host-ipt: callgrind instructions/token of the tiny686 build (no VM, exact; default); "
-                             "guest-ipt: guest instructions/token under QEMU -icount; tok_s: guest wall-clock tok/s")
+                             "guest-ipt: guest instructions/token under QEMU -icount; tok_s: the program's own tok/s on the guest's -icount clock")
     parser.add_argument("--threshold", type=parse_threshold, default=0.05, metavar="PCT",
-                        help="slower by more than this is bad (default 5%%; for tok_s pick more than the "
-                             "run-to-run noise of plain emulation, e.g. 20%%)")
+                        help="slower by more than this is bad (default 5%%; with --wall-clock pick more than "
+                             "the run-to-run noise of plain emulation, e.g. 20%%)")
     parser.add_argument("--repo", default=".", metavar="PATH", help="the repository (default: the current one)")
     parser.add_argument("--model", default="260K", help="260K (default) or 15M-shape")
     parser.add_argument("--port-dir", default=DEFAULT_PORT_DIR, help="the port's directory inside the repository")
@@ -71,7 +71,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                                                      "(default: a new directory in the harness cache)")
     parser.add_argument("--vm", metavar="IMAGE", default=None, help="guest for guest-ipt/tok_s (default tiny686)")
     parser.add_argument("--icount-shift", type=int, default=DEFAULT_ICOUNT_SHIFT, metavar="N",
-                        help=f"-icount shift for guest-ipt (default {DEFAULT_ICOUNT_SHIFT})")
+                        help=f"-icount shift for guest-ipt and tok_s (default {DEFAULT_ICOUNT_SHIFT})")
+    parser.add_argument("--wall-clock", action="store_true",
+                        help="tok_s on plain emulation (the host's wall clock) instead of the guest's -icount "
+                             "clock: noisy, each commit is sampled against --good until the ranges separate")
     parser.add_argument("--no-plot", action="store_true", help="do not draw bisect.png")
     parser.add_argument("--fresh", action="store_true",
                         help="measure every commit again instead of reusing cached host-ipt/guest-ipt figures")

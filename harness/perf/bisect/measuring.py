@@ -75,9 +75,16 @@ def _deterministic(state: BisectState, binary: Path, key: str, load: Workload) -
 
 
 def _tok_s_samples(state: BisectState, binary: Path, load: Workload, runs: int) -> list[float]:
+    icount = None if state.wall_clock else state.icount_shift
     with quiet():
-        return [run.tok_s for run in run_in_guest(binary, load, vm=state.vm, runs=runs,
+        return [run.tok_s for run in run_in_guest(binary, load, vm=state.vm, runs=runs, icount_shift=icount,
                                                   steps=WALL_STEPS[load.name.split(":")[0]], cli=state.cli)]
+
+
+def first_tok_s_samples(state: BisectState) -> int:
+    """Samples taken before deciding: one on the guest's -icount clock (repeat runs agree to 0.1%), several on
+    the wall clock."""
+    return TOK_S_FIRST_SAMPLES if state.wall_clock else 1
 
 
 def tok_s_decision(good: list[float], samples: list[float], threshold: float) -> str | None:
@@ -91,18 +98,23 @@ def tok_s_decision(good: list[float], samples: list[float], threshold: float) ->
     return None
 
 
-def _tok_s_verdict(state: BisectState, binary: Path, load: Workload) -> tuple[str, list[float]]:
-    """Sample the commit (and --good again) until its range is clear of the threshold line, or give up (skip)."""
+def _tok_s_verdict(state: BisectState, binary: Path, load: Workload) -> tuple[str, list[float], str | None]:
+    """Sample the commit (and --good again) until its range is clear of the threshold line, or give up (skip,
+    with the reason)."""
     if state.good_binary is None:
         raise BisectError("the bisect state has no --good binary to re-sample")
     good_binary = Path(state.good_binary)
-    samples = _tok_s_samples(state, binary, load, TOK_S_FIRST_SAMPLES)
+    samples = _tok_s_samples(state, binary, load, first_tok_s_samples(state))
     while True:
         verdict = tok_s_decision(state.baseline_samples, samples, state.threshold)
         if verdict is not None:
-            return verdict, samples
+            return verdict, samples, None
         if len(samples) >= TOK_S_MAX_SAMPLES:
-            return "skip", samples
+            line = statistics.median(state.baseline_samples) / (1 + state.threshold)
+            return "skip", samples, (f"{len(samples)} samples of {min(samples):.2f}-{max(samples):.2f} tok/s "
+                                     f"straddle the line at {line:.2f} tok/s (--good's median / (1 + threshold)); "
+                                     f"the host's load moves wall-clock tok/s: drop --wall-clock or raise "
+                                     f"--threshold")
         samples += _tok_s_samples(state, binary, load, 1)
         state.baseline_samples = state.baseline_samples + _tok_s_samples(state, good_binary, load, 1)
         state.baseline = statistics.median(state.baseline_samples)
@@ -160,10 +172,10 @@ def measure_checkout(state: BisectState, checkout: Path, role: str) -> Measureme
     try:
         if state.metric == "tok_s":
             if role == "baseline":
-                samples = _tok_s_samples(state, binary, load, TOK_S_FIRST_SAMPLES)
+                samples = _tok_s_samples(state, binary, load, first_tok_s_samples(state))
                 return Measurement(sha, subject, "baseline", statistics.median(samples), samples, role=role)
-            verdict, samples = _tok_s_verdict(state, binary, load)
-            return Measurement(sha, subject, verdict, statistics.median(samples), samples, role=role)
+            verdict, samples, why = _tok_s_verdict(state, binary, load)
+            return Measurement(sha, subject, verdict, statistics.median(samples), samples, error=why, role=role)
         value, cached = _deterministic(state, binary, key, load)
     except (MeasureError, SessionError) as error:
         return Measurement(sha, subject, "skip", error=f"port failed: {error}", role=role)

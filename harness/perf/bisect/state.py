@@ -62,6 +62,9 @@ class BisectState:
     candidates: int
     vm: str | None = None
     icount_shift: int = DEFAULT_ICOUNT_SHIFT
+    # tok_s on the guest's clock under -icount (deterministic: the program's own figure in guest time) or, with
+    # wall_clock, on plain emulation, where the host's load moves it by tens of percent.
+    wall_clock: bool = False
     baseline: float | None = None
     baseline_samples: list[float] = field(default_factory=list)
     good_binary: str | None = None
