@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--bad", required=True, metavar="REV", help="a later commit that is slower")
     parser.add_argument("--metric", choices=METRICS, default="host-ipt",
                         help="host-ipt: callgrind instructions/token of the tiny686 build (no VM, exact; default); "
-                             "guest-ipt: guest instructions/token under QEMU -icount; tok_s: the program's own tok/s on the guest's -icount clock")
+                             "guest-ipt: guest instructions/token under QEMU -icount; "
+                             "tok_s: the program's own tok/s on the guest's -icount clock")
     parser.add_argument("--threshold", type=parse_threshold, default=0.05, metavar="PCT",
                         help="slower by more than this is bad (default 5%%; with --wall-clock pick more than "
                              "the run-to-run noise of plain emulation, e.g. 20%%)")
