@@ -332,13 +332,13 @@ void bpe_load(Bpe *b, const char *path)
 
 void bpe_free(Bpe *b)
 {
-    free(b->stop_ids);
-    free(b->rank);
-    free(b->length);
-    free((void *)b->bytes);
-    free(b->table);
-    free(b->specials);
-    free(b->data);
+    xfree(b->stop_ids);
+    xfree(b->rank);
+    xfree(b->length);
+    xfree((void *)b->bytes);
+    xfree(b->table);
+    xfree(b->specials);
+    xfree(b->data);
     memset(b, 0, sizeof(*b));
 }
 
@@ -662,13 +662,13 @@ static long encode_text(const Bpe *b, const unsigned char *text, long len, int w
         i = e - 1;
     }
     out += encode_span(b, cp, off, clean, seg, n, ids + out, &m, log);
-    free(cp);
-    free(off);
-    free(clean);
-    free(m.next);
-    free(m.prev);
-    free(m.stamp);
-    free(m.heap);
+    xfree(cp);
+    xfree(off);
+    xfree(clean);
+    xfree(m.next);
+    xfree(m.prev);
+    xfree(m.stamp);
+    xfree(m.heap);
     return out;
 }
 

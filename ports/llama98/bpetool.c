@@ -70,7 +70,7 @@ static void encode_all(const Bpe *b, int with_specials, int pieces)
             long *ends = (long *)xmalloc((double)bpe_max_ids(end - pos) * sizeof(long), "the pieces");
             count = bpe_pieces(b, one, end - pos, with_specials, ids, ends);
             memcpy(ids, ends, (size_t)count * sizeof(long));
-            free(ends);
+            xfree(ends);
         } else {
             count = bpe_encode(b, one, end - pos, with_specials, ids);
         }
@@ -78,14 +78,14 @@ static void encode_all(const Bpe *b, int with_specials, int pieces)
             printf(i ? " %ld" : "%ld", ids[i]);
         }
         printf("\n");
-        free(ids);
-        free(one);
+        xfree(ids);
+        xfree(one);
         pos = end + 1;
         if (len == 0) {
             break;
         }
     }
-    free(text);
+    free(text); /* from read_stdin: malloc and realloc */
 }
 
 static void decode_all(const Bpe *b)

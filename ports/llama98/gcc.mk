@@ -56,7 +56,7 @@ $(error unknown QDOT '$(QDOT)': use c or mmx)
 endif
 
 OUT ?= llama98
-NAMES = llama98 model tokenizer bpe unicode_tables sampler timer u64 util crc32 $(QDOT_NAME)
+NAMES = llama98 model wfile sysmem tokenizer bpe unicode_tables sampler timer u64 util crc32 $(QDOT_NAME)
 OBJS = $(addsuffix .o,$(NAMES))
 HEADERS = $(wildcard $(SRC)/*.h)
 # DEFINES: extra -D flags from the harness (test variants such as LLAMA98_FORK_STYLE); empty for real builds.

@@ -2,6 +2,7 @@
  *
  * llama98 CHECKPOINT [-t T] [-p P] [-s SEED] [-n STEPS] [-i PROMPT]
  *                    [-z TOKENIZER] [-m generate] [-r REPORT] [-c CONTEXT]
+ *                    [-M MEGABYTES]
  *
  * Behaves like llama2.c's `run` in generate mode (same clamping, sampler and
  * text), and can write the line-oriented report described in REPORT.md.
@@ -9,7 +10,9 @@
  * file's BOS then the BPE encoding of the prompt, a sampled EOS or stop id
  * ends the run unprinted, and every other token prints as its bytes
  * (README.md, "Llama 3 runs").  -c caps the positions a run takes (prompt
- * and generated tokens), which size the KV cache.
+ * and generated tokens), which size the KV cache.  -M is the memory budget:
+ * weights that do not fit it are read from the checkpoint for every token
+ * (default: what the system says is available; README.md, "Memory budget").
  */
 #include <limits.h>
 #include <stdio.h>
@@ -23,6 +26,7 @@
 #include "bpe.h"
 #include "model.h"
 #include "sampler.h"
+#include "sysmem.h"
 #include "timer.h"
 #include "tokenizer.h"
 #include "u64.h"
@@ -38,7 +42,7 @@
 #define REPORT_HEADER "fork build: no report\n"
 #else
 #define USAGE "usage: llama98 CHECKPOINT [-t T] [-p P] [-s SEED] [-n STEPS] [-i PROMPT] " \
-              "[-z TOKENIZER] [-m generate] [-r REPORT] [-c CONTEXT]"
+              "[-z TOKENIZER] [-m generate] [-r REPORT] [-c CONTEXT] [-M MEGABYTES]"
 #define REPORT_HEADER "llama98 report 1\n"
 #endif
 
@@ -53,12 +57,14 @@ typedef struct {
     int seed;
     int steps;
     int context; /* -c: at most this many positions (0: the model's seq_len) */
+    double budget_mb; /* -M: the memory budget in MiB (0: what the system says) */
 } Args;
 
 typedef struct {
     int pos;
     int id;
     u64 ticks;
+    double read; /* checkpoint bytes read during the step (streamed weights) */
 } StepRecord;
 
 /* The run's tokenizer: a llama2.c file, or a BPE file (then bpe != NULL). */
@@ -108,6 +114,7 @@ static void parse_args(int argc, char **argv, Args *a)
     a->seed = 0;
     a->steps = 256;
     a->context = 0;
+    a->budget_mb = 0.0;
     if (argc < 2) {
         fatal("missing CHECKPOINT; " USAGE);
     }
@@ -118,7 +125,7 @@ static void parse_args(int argc, char **argv, Args *a)
         if (flag[0] != '-' || strlen(flag) != 2) {
             fatal("unknown option '%s'; " USAGE, flag);
         }
-        if (strchr("tpsnizmryc", flag[1]) == NULL) {
+        if (strchr("tpsnizmrycM", flag[1]) == NULL) {
             fatal("unknown option '%s'; " USAGE, flag);
         }
         if (i + 1 >= argc) {
@@ -155,6 +162,16 @@ static void parse_args(int argc, char **argv, Args *a)
             break;
         case 'm':
             a->mode = value;
+            break;
+        case 'M':
+#ifdef LLAMA98_FORK_STYLE
+            fatal("%s", USAGE); /* llama2.c has no -M */
+#endif
+            a->budget_mb = strtod(value, NULL);
+            if (!(a->budget_mb > 0.0 && a->budget_mb <= 4194304.0)) {
+                fatal("-M %s: the memory budget must be a positive number of megabytes (MiB, at most 4194304)",
+                      value);
+            }
             break;
         case 'r':
 #ifdef LLAMA98_FORK_STYLE
@@ -215,10 +232,10 @@ static void write_report_header(FILE *r, const Args *a, const u64 *seed, const M
         }
     }
     fputc('\n', r);
-    fprintf(r, "model bytes=%ld crc32=%08lx dim=%d hidden=%d layers=%d heads=%d kv_heads=%d "
-               "vocab=%d seq_len=%d shared=%d",
+    fprintf(r, "model bytes=%.0f crc32=%08lx dim=%d hidden=%d layers=%d heads=%d kv_heads=%d "
+               "vocab=%d seq_len=%d shared=%d parts=%d",
             m->file_bytes, m->crc32, c->dim, c->hidden_dim, c->n_layers, c->n_heads,
-            c->n_kv_heads, c->vocab_size, c->seq_len, c->shared);
+            c->n_kv_heads, c->vocab_size, c->seq_len, c->shared, m->file.parts);
     if (c->version == 3) {
         fprintf(r, " version=3 rope_theta=%g norm_eps=%g rope_scaling=%d kv_positions=%d kv_bytes=%.0f",
                 (double)c->rope_theta, (double)c->norm_eps, c->rope_scaling, m->state.positions,
@@ -234,6 +251,10 @@ static void write_report_header(FILE *r, const Args *a, const u64 *seed, const M
         fprintf(r, "tokenizer bytes=%ld crc32=%08lx max_token_length=%ld\n", vocab->tok->file_bytes,
                 vocab->tok->crc32, vocab->tok->max_token_length);
     }
+    fprintf(r, "memory budget=%.0f resident=%.0f streamed=%.0f buffer=%.0f source=%s\n",
+            m->budget_source == BUDGET_NONE ? 0.0 : m->budget, m->resident_bytes, m->streamed_bytes,
+            m->stream_bytes, m->budget_source == BUDGET_OPTION ? "option" :
+                             m->budget_source == BUDGET_OS ? "os" : "none");
     timer_hz(&hz);
     fprintf(r, "timer source=%s hz=%s\n", timer_source(), u64_to_dec(&hz, num));
     fprintf(r, "prompt tokens=%d ids=", n_prompt);
@@ -246,7 +267,7 @@ static void write_report_header(FILE *r, const Args *a, const u64 *seed, const M
 static void write_report_token(FILE *r, const StepRecord *s)
 {
     char num[24];
-    fprintf(r, "token pos=%d id=%d ticks=%s\n", s->pos, s->id, u64_to_dec(&s->ticks, num));
+    fprintf(r, "token pos=%d id=%d ticks=%s read=%.0f\n", s->pos, s->id, u64_to_dec(&s->ticks, num), s->read);
 }
 
 /* What one run needs between parsing and freeing: the report's destination,
@@ -259,6 +280,7 @@ typedef struct {
     int *prompt_tokens;
     int n_prompt;
     int pos;
+    double read; /* checkpoint bytes read during the steps */
     u64 hz, run_start, first_done, end;
 } Run;
 
@@ -319,6 +341,7 @@ static void generate(Run *run, const Args *a, Model *model, const Vocab *vocab, 
 {
     u64 t0, t1;
     int token = run->prompt_tokens[0], next, started = 0, sampled, stop;
+    double read_start = model->file.bytes_read;
     run->pos = 0;
     u64_set(&run->first_done, 0UL, 0UL);
     timer_now(&run->run_start);
@@ -326,6 +349,7 @@ static void generate(Run *run, const Args *a, Model *model, const Vocab *vocab, 
     while (run->pos < a->steps) {
         StepRecord rec;
         float *logits;
+        double read_before = model->file.bytes_read;
         timer_now(&t0);
         logits = model_forward(model, token, run->pos);
         sampled = run->pos >= run->n_prompt - 1;
@@ -339,6 +363,7 @@ static void generate(Run *run, const Args *a, Model *model, const Vocab *vocab, 
         timer_now(&t1);
         rec.pos = run->pos - 1;
         rec.id = next;
+        rec.read = model->file.bytes_read - read_before;
         u64_sub(&rec.ticks, &t1, &t0);
         if (run->records != NULL) {
             run->records[run->n_records] = rec;
@@ -357,6 +382,7 @@ static void generate(Run *run, const Args *a, Model *model, const Vocab *vocab, 
         }
     }
     run->end = t1;
+    run->read = model->file.bytes_read - read_start;
     printf("\n");
     fflush(stdout);
 }
@@ -389,8 +415,8 @@ static void finish_report(Run *run, const Args *a, const u64 *seed, const Model 
         }
     }
     if (run->report != NULL) {
-        fprintf(run->report, "done tokens=%d ticks=%s hz=%s status=ok\n", run->n_records,
-                u64_to_dec(&total, num), u64_to_dec(&run->hz, num2));
+        fprintf(run->report, "done tokens=%d ticks=%s hz=%s status=ok peak=%.0f read=%.0f\n", run->n_records,
+                u64_to_dec(&total, num), u64_to_dec(&run->hz, num2), alloc_peak(), run->read);
         if (fflush(run->report) != 0 || ferror(run->report)) {
             fatal("writing the report %s failed", a->report);
         }
@@ -418,9 +444,22 @@ static int encode_bpe(const Bpe *b, const char *prompt, int **out)
     for (i = 0; i < n; i++) {
         tokens[i] = (int)ids[i];
     }
-    free(ids);
+    xfree(ids);
     *out = tokens;
     return (int)n;
+}
+
+/* Allocates the run state and keeps the weights resident within the
+ * memory budget (-M, else what the system says is available, else all). */
+static void start_model(Model *model, const Args *a)
+{
+    double budget = a->budget_mb * 1048576.0;
+    int source = BUDGET_OPTION;
+    if (a->budget_mb == 0.0) {
+        budget = sysmem_available();
+        source = budget > 0.0 ? BUDGET_OS : BUDGET_NONE;
+    }
+    model_start(model, a->steps, budget, source);
 }
 
 int main(int argc, char **argv)
@@ -478,7 +517,7 @@ int main(int argc, char **argv)
         fatal("the prompt is %d tokens, more than the context -c %d", run.n_prompt, args.context);
     }
     sampler_init(&sampler, model.config.vocab_size, args.temperature, args.topp, &seed);
-    model_start(&model, args.steps);
+    start_model(&model, &args);
 
     timer_init();
     timer_hz(&run.hz);
@@ -494,8 +533,8 @@ int main(int argc, char **argv)
     printf("Freeing memory... done.\n");
 #endif
 
-    free(run.records);
-    free(run.prompt_tokens);
+    xfree(run.records);
+    xfree(run.prompt_tokens);
     sampler_free(&sampler);
     if (vocab.bpe != NULL) {
         bpe_free(&bpe);

@@ -33,7 +33,7 @@ QDOT_NAME = qdot
 endif
 
 OUT ?= llama98.exe
-NAMES = llama98 model tokenizer bpe unicode_tables sampler timer u64 util crc32 $(QDOT_NAME)
+NAMES = llama98 model wfile sysmem tokenizer bpe unicode_tables sampler timer u64 util crc32 $(QDOT_NAME)
 OBJS = $(addsuffix .o,$(NAMES))
 HEADERS = $(wildcard $(SRC)/*.h)
 # DEFINES: extra -D flags from the harness (test variants such as LLAMA98_FORK_STYLE); empty for real builds.

@@ -274,280 +274,214 @@ static double expected_bytes(const Config *c)
     return n;
 }
 
-/* ---- reading v2 / v98 bodies tensor by tensor ---------------------------- */
+/* ---- where every tensor lies in the file -------------------------------- */
 
+/* A stretch of the file the start-up pass reads into memory: an RMSNorm
+ * weight, a resident tensor's values or scales, a ternary scale.  Packed
+ * ternary values that stream are listed too (dst NULL) so they are still
+ * checked once. */
+struct Span {
+    double offset;
+    double bytes;
+    unsigned char *dst;   /* NULL: read for the CRC and the checks only */
+    const Tensor *tensor; /* packed ternary values to check, else NULL */
+};
+
+/* Walks the file front to back as a format's layout places things in it. */
 typedef struct {
-    FILE *f;
-    const char *path;
-    unsigned long *crc;
-    float *floats;          /* next free float */
-    unsigned char *bytes;   /* next free byte */
-} Reader;
+    Model *m;
+    double at;
+    float *norm; /* next free float of m->norms */
+} Layout;
 
-static void read_exact(Reader *r, unsigned char *dst, double n)
+/* Rows and columns of layer matrix k (wq, wk, wv, wo, w1, w2, w3). */
+static void layer_matrix_shape(const Model *m, int k, int *rows, int *cols)
 {
-    double got = read_chunks(r->f, dst, n, r->crc);
-    if (got != n) {
-        fatal("checkpoint %s: truncated while reading weights", r->path);
+    int D = m->config.dim, H = m->config.hidden_dim, K = m->kv_dim;
+    static const int row_kind[7] = { 0, 1, 1, 0, 2, 0, 2 }; /* 0: dim, 1: kv_dim, 2: hidden */
+    *rows = row_kind[k] == 0 ? D : row_kind[k] == 1 ? K : H;
+    *cols = k == 5 ? H : D;
+}
+
+/* Bytes tensor t takes in the file. */
+static double tensor_file_bytes(const Tensor *t)
+{
+    double count = (double)t->rows * (double)t->cols;
+    if (t->type == WT_Q8_0) {
+        return count + 4.0 * count / t->group;
     }
+    if (t->type == WT_TERNARY) {
+        return 4.0 + count / 4.0;
+    }
+    return 4.0 * count;
 }
 
-/* Reads count floats to dst (not the next free float). */
-static void read_floats_to(Reader *r, float *dst, double count)
+/* Bytes tensor t takes in memory when resident (a ternary scale lives in
+ * the Tensor). */
+static double tensor_memory_bytes(const Tensor *t)
 {
-    read_exact(r, (unsigned char *)dst, 4.0 * count);
+    return tensor_file_bytes(t) - (t->type == WT_TERNARY ? 4.0 : 0.0);
 }
 
-static const float *take_floats(Reader *r, double count)
-{
-    float *p = r->floats;
-    read_exact(r, (unsigned char *)p, 4.0 * count);
-    r->floats += (size_t)count;
-    return p;
-}
-
-static void read_tensor(Reader *r, Tensor *t, int type, int group, double count, const char *what, int layer)
+static void place_tensor(Layout *y, Tensor *t, int type, int group, int rows, int cols)
 {
     memset(t, 0, sizeof(*t));
     t->type = type;
     t->group = group;
-    if (type == WT_F32) {
-        t->f = take_floats(r, count);
-    } else if (type == WT_Q8_0) {
-        t->q = (const signed char *)r->bytes;
-        read_exact(r, r->bytes, count);
-        r->bytes += (size_t)count;
-        t->s = take_floats(r, count / group);
-    } else {
-        const unsigned char *p, *end;
-        t->scale = *take_floats(r, 1.0);
-        r->floats--; /* the scale lives in the Tensor */
-        t->packed = r->bytes;
-        read_exact(r, r->bytes, count / 4.0);
-        end = r->bytes + (size_t)(count / 4.0);
-        for (p = r->bytes; p < end; p++) {
-            if (*p & (*p >> 1) & 0x55) {
-                fatal("checkpoint %s: ternary tensor %s of layer %d has the invalid 2-bit code 3 in byte %ld: "
-                      "wrong packing", r->path, what, layer, (long)(p - t->packed));
-            }
-        }
-        r->bytes += (size_t)(count / 4.0);
-        if (!(t->scale >= 0.0f) || t->scale > 1e30f) {
-            fatal("checkpoint %s: ternary tensor %s of layer %d has the scale %g", r->path, what, layer,
-                  (double)t->scale);
-        }
-    }
+    t->rows = rows;
+    t->cols = cols;
+    t->offset = y->at;
+    y->at += tensor_file_bytes(t);
 }
 
-/* Space the floats and the int8/packed values of a v2/v98 body need. */
-static void body_space(const Config *c, int kv_dim, double *floats, double *bytes)
+static void place_layer_tensor(Layout *y, int k, int layer, int type, int group)
 {
-    double D = c->dim, H = c->hidden_dim, L = c->n_layers, V = c->vocab_size, K = kv_dim;
-    double layer_weights = 2.0 * D * D + 2.0 * K * D + 3.0 * D * H;
-    *floats = 2.0 * L * D + D + (c->sub_norms ? L * (D + H) : 0.0);
-    *bytes = 0.0;
-    if (c->version == 2) {
-        *bytes = V * D + L * layer_weights;
-        *floats += (V * D + L * layer_weights) / c->group_size;
-        if (!c->shared) {
-            *bytes += V * D;
-            *floats += V * D / c->group_size;
-        }
-        return;
-    }
-    *floats += V * D + 1.0; /* embedding, and the ternary scale's landing place */
-    *bytes = L * layer_weights / 4.0;
-    if (!c->shared) {
-        if (c->classifier_type == WT_Q8_0) {
-            *bytes += V * D;
-            *floats += V;
-        } else {
-            *floats += V * D;
-        }
-    }
+    int rows, cols;
+    Model *m = y->m;
+    layer_matrix_shape(m, k, &rows, &cols);
+    place_tensor(y, m->layer_tensors + k * m->config.n_layers + layer, type, group, rows, cols);
 }
 
-
-/* Elements of layer matrix k (wq, wk, wv, wo, w1, w2, w3: rows x columns). */
-static double layer_matrix_size(const Model *m, int k)
+/* `count` RMSNorm floats at the current place, read to `dst`. */
+static void place_norm_to(Layout *y, float *dst, double count)
 {
-    double D = m->config.dim, H = m->config.hidden_dim, K = m->kv_dim;
-    switch (k) {
-    case 1: case 2: return K * D; /* wk, wv */
-    case 4: case 6: return H * D; /* w1, w3 */
-    case 5: return D * H;         /* w2 */
-    default: return D * D;        /* wq, wo */
-    }
+    Model *m = y->m;
+    struct Span *span = m->norm_spans + m->n_norm_spans++;
+    span->offset = y->at;
+    span->bytes = 4.0 * count;
+    span->dst = (unsigned char *)dst;
+    span->tensor = NULL;
+    y->at += 4.0 * count;
 }
 
-static void read_ak42_body(Model *m, FILE *f, const char *path)
+/* The same into the next free floats of m->norms; returns where. */
+static const float *place_norm(Layout *y, double count)
 {
+    float *dst = y->norm;
+    place_norm_to(y, dst, count);
+    y->norm += (size_t)count;
+    return dst;
+}
+
+/* Legacy v0: embedding, then each kind of weight for all layers. */
+static void layout_v0(Layout *y)
+{
+    Model *m = y->m;
     const Config *c = &m->config;
     Weights *w = &m->weights;
-    Reader r;
-    double nf, nb;
-    int L = c->n_layers, D = c->dim, H = c->hidden_dim, K = m->kv_dim;
-    int k, l, wt = c->weight_type, gs = c->group_size;
-
-    body_space(c, K, &nf, &nb);
-    m->floats = (float *)xmalloc(4.0 * nf, "the checkpoint weights");
-    m->bytes = (unsigned char *)xmalloc(nb, "the checkpoint weights");
-    m->layer_tensors = (Tensor *)xmalloc(7.0 * L * sizeof(Tensor), "the weight table");
-    r.f = f;
-    r.path = path;
-    r.crc = &m->crc32;
-    r.floats = m->floats;
-    r.bytes = m->bytes;
-
-    w->rms_att = take_floats(&r, (double)L * D);
-    w->rms_ffn = take_floats(&r, (double)L * D);
-    w->rms_final = take_floats(&r, D);
-    w->sub_att = NULL;
-    w->sub_ffn = NULL;
-    if (c->sub_norms) {
-        w->sub_att = take_floats(&r, (double)L * D);
-        w->sub_ffn = take_floats(&r, (double)L * H);
+    int k, l, L = c->n_layers;
+    place_tensor(y, &w->token_embedding, WT_F32, 0, c->vocab_size, c->dim);
+    w->rms_att = place_norm(y, (double)L * c->dim);
+    for (k = 0; k < 4; k++) {
+        for (l = 0; l < L; l++) {
+            place_layer_tensor(y, k, l, WT_F32, 0);
+        }
     }
-    read_tensor(&r, &w->token_embedding, c->version == 2 ? WT_Q8_0 : WT_F32, gs, (double)c->vocab_size * D,
-                "embedding", 0);
-    w->wq = m->layer_tensors;
-    w->wk = w->wq + L;
-    w->wv = w->wk + L;
-    w->wo = w->wv + L;
-    w->w1 = w->wo + L;
-    w->w2 = w->w1 + L;
-    w->w3 = w->w2 + L;
+    w->rms_ffn = place_norm(y, (double)L * c->dim);
+    for (k = 4; k < 7; k++) {
+        for (l = 0; l < L; l++) {
+            place_layer_tensor(y, k, l, WT_F32, 0);
+        }
+    }
+    w->rms_final = place_norm(y, c->dim);
+    y->at += 4.0 * (double)c->seq_len * (double)m->head_size; /* legacy freq_cis tables, unused */
+    if (!c->shared) {
+        place_tensor(y, &w->wcls, WT_F32, 0, c->vocab_size, c->dim);
+    }
+}
+
+/* Versions 2 and 98: the norms first, the embedding, each kind of matrix for
+ * all layers, the classifier. */
+static void layout_ak42(Layout *y)
+{
+    Model *m = y->m;
+    const Config *c = &m->config;
+    Weights *w = &m->weights;
+    int k, l, L = c->n_layers, gs = c->group_size;
+    w->rms_att = place_norm(y, (double)L * c->dim);
+    w->rms_ffn = place_norm(y, (double)L * c->dim);
+    w->rms_final = place_norm(y, c->dim);
+    if (c->sub_norms) {
+        w->sub_att = place_norm(y, (double)L * c->dim);
+        w->sub_ffn = place_norm(y, (double)L * c->hidden_dim);
+    }
+    place_tensor(y, &w->token_embedding, c->version == 2 ? WT_Q8_0 : WT_F32, gs, c->vocab_size, c->dim);
     for (k = 0; k < 7; k++) {
         for (l = 0; l < L; l++) {
-            read_tensor(&r, m->layer_tensors + k * L + l, wt, gs, layer_matrix_size(m, k), tensor_names[k], l);
+            place_layer_tensor(y, k, l, c->weight_type, gs);
         }
     }
-    if (c->shared) {
-        w->wcls = w->token_embedding;
-    } else {
-        read_tensor(&r, &w->wcls, c->classifier_type, c->classifier_type == wt ? gs : D,
-                    (double)c->vocab_size * D, "classifier", 0);
+    if (!c->shared) {
+        place_tensor(y, &w->wcls, c->classifier_type, c->classifier_type == c->weight_type ? gs : c->dim,
+                     c->vocab_size, c->dim);
     }
 }
 
-/* Version 3: the file keeps each layer's tensors together (rms_att, wq, wk,
- * wv, wo, rms_ffn, w1, w2, w3); the norms go to their (layer, dim) arrays so
- * the forward pass indexes them as it does for every format, and each matrix
- * is a Tensor read by read_tensor(), as v2 and v98 tensors are. */
-static void read_v3_body(Model *m, FILE *f, const char *path)
+/* Version 3: each layer's tensors together (rms_att, wq, wk, wv, wo,
+ * rms_ffn, w1, w2, w3); the norms go to the same (layer, dim) arrays as in
+ * every other format. */
+static void layout_v3(Layout *y)
 {
+    Model *m = y->m;
     const Config *c = &m->config;
     Weights *w = &m->weights;
-    Reader r;
-    double L = c->n_layers, D = c->dim, H = c->hidden_dim, K = m->kv_dim, V = c->vocab_size;
-    double norms = 2.0 * L * D + D;
-    double n = norms + V * D + L * (2.0 * D * D + 2.0 * K * D + 3.0 * D * H) + (c->shared ? 0.0 : V * D);
-    int l, k, nl = c->n_layers, wt = c->weight_type;
-    float *rms_att, *rms_ffn, *rms_final;
-
-    m->floats = (float *)xmalloc(4.0 * n, "the checkpoint weights");
-    m->layer_tensors = (Tensor *)xmalloc(7.0 * L * sizeof(Tensor), "the weight table");
-    rms_att = m->floats;
-    rms_ffn = rms_att + (size_t)nl * (size_t)c->dim;
-    rms_final = rms_ffn + (size_t)nl * (size_t)c->dim;
-    r.f = f;
-    r.path = path;
-    r.crc = &m->crc32;
-    r.floats = rms_final + c->dim;
-    r.bytes = NULL;
-    read_tensor(&r, &w->token_embedding, WT_F32, 0, V * D, "embedding", 0);
-    for (l = 0; l < nl; l++) {
-        read_floats_to(&r, rms_att + (size_t)l * (size_t)c->dim, D);
+    int k, l, L = c->n_layers;
+    float *rms_att = y->norm, *rms_ffn = rms_att + (size_t)L * (size_t)c->dim;
+    float *rms_final = rms_ffn + (size_t)L * (size_t)c->dim;
+    place_tensor(y, &w->token_embedding, WT_F32, 0, c->vocab_size, c->dim);
+    for (l = 0; l < L; l++) {
+        place_norm_to(y, rms_att + (size_t)l * (size_t)c->dim, c->dim);
         for (k = 0; k < 4; k++) {
-            read_tensor(&r, m->layer_tensors + k * nl + l, wt, 0, layer_matrix_size(m, k), tensor_names[k], l);
+            place_layer_tensor(y, k, l, c->weight_type, 0);
         }
-        read_floats_to(&r, rms_ffn + (size_t)l * (size_t)c->dim, D);
+        place_norm_to(y, rms_ffn + (size_t)l * (size_t)c->dim, c->dim);
         for (k = 4; k < 7; k++) {
-            read_tensor(&r, m->layer_tensors + k * nl + l, wt, 0, layer_matrix_size(m, k), tensor_names[k], l);
+            place_layer_tensor(y, k, l, c->weight_type, 0);
         }
     }
-    read_floats_to(&r, rms_final, D);
+    place_norm_to(y, rms_final, c->dim);
     w->rms_att = rms_att;
     w->rms_ffn = rms_ffn;
     w->rms_final = rms_final;
-    w->sub_att = NULL;
-    w->sub_ffn = NULL;
-    w->wq = m->layer_tensors;
-    w->wk = m->layer_tensors + nl;
-    w->wv = m->layer_tensors + 2 * nl;
-    w->wo = m->layer_tensors + 3 * nl;
-    w->w1 = m->layer_tensors + 4 * nl;
-    w->w2 = m->layer_tensors + 5 * nl;
-    w->w3 = m->layer_tensors + 6 * nl;
-    if (c->shared) {
-        w->wcls = w->token_embedding;
-    } else {
-        read_tensor(&r, &w->wcls, WT_F32, 0, V * D, "classifier", 0);
+    if (!c->shared) {
+        place_tensor(y, &w->wcls, WT_F32, 0, c->vocab_size, c->dim);
     }
 }
 
-static void map_v0_weights(Model *m)
+/* Finds where every tensor and norm lies (the only format-specific part of
+ * loading); returns where the layout ends. */
+static double layout_weights(Model *m)
 {
     const Config *c = &m->config;
     Weights *w = &m->weights;
-    const float *p = (const float *)m->data;
-    const float *wq, *wk, *wv, *wo, *w1, *w2, *w3;
-    size_t D = (size_t)c->dim, H = (size_t)c->hidden_dim, L = (size_t)c->n_layers;
-    size_t kvd = (size_t)m->kv_dim, l;
-    Tensor *t;
-    memset(&w->token_embedding, 0, sizeof(Tensor));
-    w->token_embedding.type = WT_F32;
-    w->token_embedding.f = p;
-    p += (size_t)c->vocab_size * D;
-    w->rms_att = p;
-    p += L * D;
-    wq = p;
-    p += L * D * D;
-    wk = p;
-    p += L * D * kvd;
-    wv = p;
-    p += L * D * kvd;
-    wo = p;
-    p += L * D * D;
-    w->rms_ffn = p;
-    p += L * D;
-    w1 = p;
-    p += L * D * H;
-    w2 = p;
-    p += L * H * D;
-    w3 = p;
-    p += L * D * H;
-    w->rms_final = p;
-    p += D;
-    p += (size_t)c->seq_len * (size_t)m->head_size; /* skip freq_cis tables */
-    w->wcls = w->token_embedding;
-    if (!c->shared) {
-        w->wcls.f = p;
-    }
+    double L = c->n_layers, D = c->dim, H = c->hidden_dim;
+    double norm_floats = 2.0 * L * D + D + (c->sub_norms ? L * (D + H) : 0.0);
+    Layout y;
+    m->norms = (float *)xmalloc(4.0 * norm_floats, "the RMSNorm weights");
+    m->norm_spans = (struct Span *)xmalloc((2.0 * L + 6.0) * sizeof(struct Span), "the weight table");
+    m->n_norm_spans = 0;
+    m->layer_tensors = (Tensor *)xmalloc(7.0 * L * sizeof(Tensor), "the weight table");
+    memset(&w->wcls, 0, sizeof(Tensor));
     w->sub_att = NULL;
     w->sub_ffn = NULL;
-    m->layer_tensors = (Tensor *)xmalloc(7.0 * (double)L * sizeof(Tensor), "the weight table");
-    memset(m->layer_tensors, 0, 7 * L * sizeof(Tensor));
-    t = m->layer_tensors;
-    w->wq = t;
-    w->wk = t + L;
-    w->wv = t + 2 * L;
-    w->wo = t + 3 * L;
-    w->w1 = t + 4 * L;
-    w->w2 = t + 5 * L;
-    w->w3 = t + 6 * L;
-    for (l = 0; l < L; l++) {
-        w->wq[l].f = wq + l * D * D;
-        w->wk[l].f = wk + l * D * kvd;
-        w->wv[l].f = wv + l * D * kvd;
-        w->wo[l].f = wo + l * D * D;
-        w->w1[l].f = w1 + l * D * H;
-        w->w2[l].f = w2 + l * D * H;
-        w->w3[l].f = w3 + l * D * H;
+    w->wq = m->layer_tensors;
+    w->wk = w->wq + c->n_layers;
+    w->wv = w->wk + c->n_layers;
+    w->wo = w->wv + c->n_layers;
+    w->w1 = w->wo + c->n_layers;
+    w->w2 = w->w1 + c->n_layers;
+    w->w3 = w->w2 + c->n_layers;
+    y.m = m;
+    y.at = m->header_bytes;
+    y.norm = m->norms;
+    if (c->version == 0) {
+        layout_v0(&y);
+    } else if (c->version == L98M_VERSION) {
+        layout_v3(&y);
+    } else {
+        layout_ak42(&y);
     }
-    for (l = 0; l < 7 * L; l++) {
-        t[l].type = WT_F32;
-    }
+    return y.at;
 }
 
 static float *alloc_floats(double count, const char *what)
@@ -579,7 +513,7 @@ static float llama3_scaled(const Config *c, float freq)
                                            round_double(smooth * f)));
 }
 
-void model_start(Model *m, int positions)
+static void alloc_run_state(Model *m, int positions)
 {
     const Config *c = &m->config;
     RunState *s = &m->state;
@@ -623,6 +557,271 @@ void model_start(Model *m, int positions)
     s->sqrt_head_size = round_float((float)sqrt((double)m->head_size));
 }
 
+/* ---- keeping weights in memory or streaming them ------------------------ */
+
+#define STREAM_BUFFER_BYTES 4194304.0 /* rows are read in chunks up to this size */
+#define STREAM_PAD 16.0               /* Q8_0: the scales start on an aligned byte */
+#define LATER_BYTES 65536.0           /* allocations after model_start (report records, prompt) */
+
+/* Bytes one row of t takes in the stream buffer. */
+static double row_bytes(const Tensor *t)
+{
+    if (t->type == WT_Q8_0) {
+        return t->cols + 4.0 * t->cols / t->group;
+    }
+    if (t->type == WT_TERNARY) {
+        return t->cols / 4.0;
+    }
+    return 4.0 * t->cols;
+}
+
+/* All weight tensors, in the order they are kept resident: layer by layer,
+ * then the classifier, then the embedding (one row per token when it is
+ * streamed; it is the classifier too when shared).  Returns the count. */
+static int tensors_by_priority(Model *m, Tensor **order)
+{
+    int k, l, n = 0, L = m->config.n_layers;
+    for (l = 0; l < L; l++) {
+        for (k = 0; k < 7; k++) {
+            order[n++] = m->layer_tensors + k * L + l;
+        }
+    }
+    if (!m->config.shared) {
+        order[n++] = &m->weights.wcls;
+    }
+    order[n++] = &m->weights.token_embedding;
+    return n;
+}
+
+/* Bytes a token reads from the file for streamed tensor t: every row; for
+ * the embedding one row, and every row again when it is the classifier. */
+static double streamed_per_token(const Model *m, const Tensor *t)
+{
+    if (t != &m->weights.token_embedding) {
+        return tensor_memory_bytes(t); /* a ternary scale is read once, at the start */
+    }
+    return row_bytes(t) + (m->config.shared ? tensor_memory_bytes(t) : 0.0);
+}
+
+/* Decides which tensors stay in memory within the budget and allocates
+ * them and the stream buffer. */
+static void place_weights(Model *m, Tensor **order, int n)
+{
+    double total = 0.0, widest = 0.0, largest = 0.0, room, buffer;
+    int i;
+    for (i = 0; i < n; i++) {
+        double bytes = tensor_memory_bytes(order[i]);
+        total += bytes;
+        if (bytes > largest) {
+            largest = bytes;
+        }
+        if (row_bytes(order[i]) > widest) {
+            widest = row_bytes(order[i]);
+        }
+    }
+    room = m->budget - alloc_current() - LATER_BYTES;
+    for (i = 0; i < n; i++) {
+        order[i]->resident = 1;
+    }
+    if (m->budget_source == BUDGET_NONE || total <= room) {
+        return;
+    }
+    /* A quarter of what is left (the rest keeps tensors resident), within
+     * two of the widest rows and STREAM_BUFFER_BYTES or the largest tensor. */
+    buffer = room / 4.0;
+    if (buffer > STREAM_BUFFER_BYTES) {
+        buffer = STREAM_BUFFER_BYTES;
+    }
+    if (buffer > largest + STREAM_PAD) {
+        buffer = largest + STREAM_PAD;
+    }
+    if (buffer < 2.0 * widest + STREAM_PAD) {
+        buffer = 2.0 * widest + STREAM_PAD;
+    }
+    buffer = floor(buffer);
+    if (room < buffer) {
+        fatal("a memory budget of %.0f bytes is too small for this model: the run state, norms and tokenizer "
+              "take %.0f bytes and streaming the weights needs a buffer of %.0f more", m->budget,
+              alloc_current() + LATER_BYTES, buffer);
+    }
+    room -= buffer;
+    m->stream = (unsigned char *)xmalloc(buffer, "the stream buffer");
+    m->stream_bytes = buffer;
+    for (i = 0; i < n; i++) {
+        double bytes = tensor_memory_bytes(order[i]);
+        order[i]->resident = bytes <= room;
+        if (order[i]->resident) {
+            room -= bytes;
+        }
+    }
+}
+
+static void add_span(struct Span *spans, int *n, double offset, double bytes, void *dst, const Tensor *t)
+{
+    spans[*n].offset = offset;
+    spans[*n].bytes = bytes;
+    spans[*n].dst = (unsigned char *)dst;
+    spans[*n].tensor = t;
+    (*n)++;
+}
+
+/* Allocates resident tensor t and lists the spans that fill it (a ternary
+ * tensor's scale always; its packed values, resident or not, for the check). */
+static void tensor_spans(Tensor *t, struct Span *spans, int *n)
+{
+    double count = (double)t->rows * (double)t->cols;
+    if (t->type == WT_TERNARY) {
+        unsigned char *packed = NULL;
+        add_span(spans, n, t->offset, 4.0, &t->scale, NULL);
+        if (t->resident) {
+            packed = (unsigned char *)xmalloc(count / 4.0, "the resident weights");
+            t->packed = packed;
+        }
+        add_span(spans, n, t->offset + 4.0, count / 4.0, packed, t);
+    } else if (!t->resident) {
+        return;
+    } else if (t->type == WT_Q8_0) {
+        signed char *q = (signed char *)xmalloc(count, "the resident weights");
+        float *s = alloc_floats(count / t->group, "the resident weights");
+        t->q = q;
+        t->s = s;
+        add_span(spans, n, t->offset, count, q, NULL);
+        add_span(spans, n, t->offset + count, 4.0 * count / t->group, s, NULL);
+    } else {
+        float *f = alloc_floats(count, "the resident weights");
+        t->f = f;
+        add_span(spans, n, t->offset, 4.0 * count, f, NULL);
+    }
+}
+
+static int span_order(const void *a, const void *b)
+{
+    double x = ((const struct Span *)a)->offset, y = ((const struct Span *)b)->offset;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* The name of tensor t for error messages, and its layer. */
+static const char *tensor_name(const Model *m, const Tensor *t, int *layer)
+{
+    int index = (int)(t - m->layer_tensors);
+    *layer = 0;
+    if (t >= m->layer_tensors && index < 7 * m->config.n_layers) {
+        *layer = index % m->config.n_layers;
+        return tensor_names[index / m->config.n_layers];
+    }
+    return t == &m->weights.wcls ? "classifier" : "embedding";
+}
+
+/* Packed ternary bytes p[0..n) (bytes first.. of tensor t): code 3 is not
+ * a weight, so a file that has it was packed wrongly. */
+static void check_ternary(const Model *m, const Tensor *t, const unsigned char *p, double n, double first)
+{
+    double i;
+    for (i = 0.0; i < n; i += 1.0) {
+        unsigned char b = p[(size_t)i];
+        if (b & (b >> 1) & 0x55) {
+            int layer;
+            const char *name = tensor_name(m, t, &layer);
+            fatal("checkpoint %s: ternary tensor %s of layer %d has the invalid 2-bit code 3 in byte %.0f: "
+                  "wrong packing", m->file.path, name, layer, first + i);
+        }
+    }
+}
+
+/* Reads span->bytes at the file's position without keeping them (the CRC
+ * and, for packed ternary values, the check still see every byte). */
+static void read_through(Model *m, double bytes, const Tensor *ternary, unsigned char *scratch, double room)
+{
+    double done = 0.0;
+    while (done < bytes) {
+        double take = bytes - done < room ? bytes - done : room;
+        wfile_read(&m->file, scratch, take, &m->crc32);
+        if (ternary != NULL) {
+            check_ternary(m, ternary, scratch, take, done);
+        }
+        done += take;
+    }
+}
+
+/* One pass over the whole file, front to back: resident tensors and norms
+ * are filled, everything is in the CRC, packed ternary values are checked. */
+static void read_file_once(Model *m, Tensor **order, int n)
+{
+    struct Span *spans = (struct Span *)xmalloc((2.0 * n + m->n_norm_spans) * sizeof(struct Span),
+                                                "the weight table");
+    unsigned char *scratch = m->stream;
+    double room = m->stream_bytes, pos = m->header_bytes;
+    int count = 0, i;
+    for (i = 0; i < m->n_norm_spans; i++) {
+        spans[count++] = m->norm_spans[i];
+    }
+    for (i = 0; i < n; i++) {
+        tensor_spans(order[i], spans, &count);
+    }
+    qsort(spans, (size_t)count, sizeof(struct Span), span_order);
+    if (scratch == NULL) {
+        room = 65536.0;
+        scratch = (unsigned char *)xmalloc(room, "the read buffer");
+    }
+    wfile_seek(&m->file, pos);
+    for (i = 0; i < count; i++) {
+        const struct Span *sp = spans + i;
+        read_through(m, sp->offset - pos, NULL, scratch, room);
+        if (sp->dst != NULL) {
+            wfile_read(&m->file, sp->dst, sp->bytes, &m->crc32);
+            if (sp->tensor != NULL) {
+                check_ternary(m, sp->tensor, sp->dst, sp->bytes, 0.0);
+            }
+        } else {
+            read_through(m, sp->bytes, sp->tensor, scratch, room);
+        }
+        pos = sp->offset + sp->bytes;
+    }
+    read_through(m, m->file_bytes - pos, NULL, scratch, room);
+    if (scratch != m->stream) {
+        xfree(scratch);
+    }
+    xfree(spans);
+    for (i = 0; i < n; i++) {
+        const Tensor *t = order[i];
+        if (t->type == WT_TERNARY && (!(t->scale >= 0.0f) || t->scale > 1e30f)) {
+            int layer;
+            const char *name = tensor_name(m, t, &layer);
+            fatal("checkpoint %s: ternary tensor %s of layer %d has the scale %g", m->file.path, name, layer,
+                  (double)t->scale);
+        }
+    }
+}
+
+void model_start(Model *m, int positions, double budget, int budget_source)
+{
+    Tensor **order;
+    int n, i;
+    alloc_run_state(m, positions);
+    m->budget = budget;
+    m->budget_source = budget_source;
+    order = (Tensor **)xmalloc((7.0 * m->config.n_layers + 2.0) * sizeof(Tensor *), "the weight table");
+    n = tensors_by_priority(m, order);
+    place_weights(m, order, n);
+    read_file_once(m, order, n);
+    m->resident_bytes = 0.0;
+    m->streamed_bytes = 0.0;
+    for (i = 0; i < n; i++) {
+        if (order[i]->resident) {
+            m->resident_bytes += tensor_memory_bytes(order[i]);
+        } else {
+            m->streamed_bytes += streamed_per_token(m, order[i]);
+        }
+    }
+    xfree(order);
+    if (m->config.shared) {
+        m->weights.wcls = m->weights.token_embedding;
+    }
+    if (m->streamed_bytes == 0.0) {
+        wfile_close(&m->file); /* nothing streams: the file is not needed any more */
+    }
+}
+
 /* Bytes of weights one token's forward pass reads: every matrix once, one
  * embedding row, the norms. */
 static double tensor_read_bytes(const Config *c, const Tensor *t, double rows, double cols)
@@ -652,39 +851,27 @@ static double weight_bytes_per_token(const Model *m)
 
 void model_load(Model *m, const char *path)
 {
-    FILE *f;
     unsigned char header[AK42_HEADER_BYTES];
     long v[7];
-    long size;
-    double expected, body, got;
+    double size, expected, end;
     int i, header_bytes = V0_HEADER_BYTES;
 
     memset(m, 0, sizeof(*m));
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        fatal("cannot open checkpoint %s", path);
+    wfile_open(&m->file, path);
+    size = m->file.size;
+    if (size < V0_HEADER_BYTES) {
+        fatal("checkpoint %s is %.0f bytes, shorter than the %d-byte header", path, size, V0_HEADER_BYTES);
     }
-    size = file_size(f);
-    if (size < 0) {
-        fclose(f);
-        fatal("cannot determine the size of checkpoint %s", path);
-    }
-    if (size < V0_HEADER_BYTES || fread(header, 1, V0_HEADER_BYTES, f) != V0_HEADER_BYTES) {
-        fclose(f);
-        fatal("checkpoint %s is %ld bytes, shorter than the %d-byte header",
-              path, size, V0_HEADER_BYTES);
-    }
+    wfile_read(&m->file, header, V0_HEADER_BYTES, &m->crc32);
     if (read_le32(header) == AK42_MAGIC || memcmp(header, "L98M", 4) == 0) {
         header_bytes = AK42_HEADER_BYTES;
-        if (size < AK42_HEADER_BYTES ||
-            fread(header + V0_HEADER_BYTES, 1, AK42_HEADER_BYTES - V0_HEADER_BYTES, f) !=
-                AK42_HEADER_BYTES - V0_HEADER_BYTES) {
-            fclose(f);
-            fatal("checkpoint %s is %ld bytes, shorter than the %d-byte %s header", path, size,
+        if (size < AK42_HEADER_BYTES) {
+            fatal("checkpoint %s is %.0f bytes, shorter than the %d-byte %s header", path, size,
                   AK42_HEADER_BYTES, header[0] == 'L' ? "L98M" : "ak42");
         }
+        wfile_read(&m->file, header + V0_HEADER_BYTES, AK42_HEADER_BYTES - V0_HEADER_BYTES, &m->crc32);
     }
-    m->crc32 = crc32_update(0UL, header, (size_t)header_bytes);
+    m->header_bytes = header_bytes;
     for (i = 0; i < 7; i++) {
         v[i] = read_le32(header + 4 * i + (header_bytes == V0_HEADER_BYTES ? 0 : 8));
     }
@@ -709,58 +896,64 @@ void model_load(Model *m, const char *path)
     m->head_size = m->config.dim / m->config.n_heads;
     m->kv_dim = m->head_size * m->config.n_kv_heads;
     expected = header_bytes + expected_bytes(&m->config);
-    if (expected != (double)size) {
-        fclose(f);
-        fatal("checkpoint %s: its header implies %.0f bytes but the file has %ld bytes%s",
-              path, expected, size, expected > (double)size ? " (truncated?)" : "");
+    if (expected != size) {
+        fatal("checkpoint %s: its header implies %.0f bytes but the file%s %.0f bytes%s", path, expected,
+              m->file.parts > 1 ? "'s parts have" : " has", size, expected > size ? " (truncated?)" : "");
     }
-    body = (double)size - header_bytes;
-    if (m->config.version == 0) {
-        m->data = (unsigned char *)xmalloc(body, "the checkpoint weights");
-        got = read_chunks(f, m->data, body, &m->crc32);
-        if (got != body) {
-            fclose(f);
-            fatal("checkpoint %s: read only %.0f of %.0f weight bytes", path, got, body);
-        }
-        map_v0_weights(m);
-    } else if (m->config.version == L98M_VERSION) {
-        read_v3_body(m, f, path);
-    } else {
-        read_ak42_body(m, f, path);
+    end = layout_weights(m);
+    if (end != size) {
+        fatal("checkpoint %s: the weights end at byte %.0f, not at the file's end %.0f", path, end, size);
     }
-    if (fgetc(f) != EOF) {
-        fclose(f);
-        fatal("checkpoint %s: file is longer than its %ld bytes", path, size);
-    }
-    fclose(f);
     m->file_bytes = size;
     m->weight_bytes_per_token = weight_bytes_per_token(m);
+}
+
+/* Frees what a resident tensor holds. */
+static void free_tensor(Tensor *t)
+{
+    if (t->resident) {
+        xfree((void *)t->f);
+        xfree((void *)t->q);
+        xfree((void *)t->s);
+        xfree((void *)t->packed);
+    }
 }
 
 void model_free(Model *m)
 {
     RunState *s = &m->state;
-    free(s->x);
-    free(s->xb);
-    free(s->xb2);
-    free(s->hb);
-    free(s->hb2);
-    free(s->q);
-    free(s->att);
-    free(s->logits);
-    free(s->key_cache);
-    free(s->value_cache);
-    free(s->rope_freq);
-    free(s->rope_cos);
-    free(s->rope_sin);
-    free(s->aq);
-    free(s->as);
-    free(s->a16);
-    free(s->sums);
-    free(m->data);
-    free(m->floats);
-    free(m->bytes);
-    free(m->layer_tensors);
+    int i;
+    xfree(s->x);
+    xfree(s->xb);
+    xfree(s->xb2);
+    xfree(s->hb);
+    xfree(s->hb2);
+    xfree(s->q);
+    xfree(s->att);
+    xfree(s->logits);
+    xfree(s->key_cache);
+    xfree(s->value_cache);
+    xfree(s->rope_freq);
+    xfree(s->rope_cos);
+    xfree(s->rope_sin);
+    xfree(s->aq);
+    xfree(s->as);
+    xfree(s->a16);
+    xfree(s->sums);
+    for (i = 0; i < 7 * m->config.n_layers; i++) {
+        free_tensor(m->layer_tensors + i);
+    }
+    free_tensor(&m->weights.token_embedding);
+    if (!m->config.shared) {
+        free_tensor(&m->weights.wcls);
+    }
+    xfree(m->layer_tensors);
+    xfree(m->norms);
+    xfree(m->norm_spans);
+    xfree(m->stream);
+    if (m->file.name != NULL) {
+        wfile_close(&m->file);
+    }
     memset(m, 0, sizeof(*m));
 }
 
@@ -892,28 +1085,97 @@ static void matmul_ternary(float *xout, const short *xq, float xs, const Tensor 
     }
 }
 
-/* The one matmul dispatch: W (d, n) @ x (n) -> xout (d), in W's type.
- * Quantized types quantize x first (as runq does before each product). */
-static void linear(RunState *s, float *xout, const float *x, const Tensor *w, int n, int d)
+/* Rows r0..r1-1 of streamed tensor t, read into the stream buffer; `view`
+ * is t with those rows resident (the Q8_0 scales follow the values, on an
+ * aligned byte). */
+static void stream_rows(Model *m, const Tensor *t, int r0, int r1, Tensor *view)
+{
+    double first = (double)r0 * t->cols, n = (double)(r1 - r0) * t->cols;
+    unsigned char *buffer = m->stream;
+    *view = *t;
+    view->rows = r1 - r0;
+    view->resident = 1;
+    if (t->type == WT_F32) {
+        wfile_seek(&m->file, t->offset + 4.0 * first);
+        wfile_read(&m->file, buffer, 4.0 * n, NULL);
+        view->f = (const float *)(void *)buffer;
+    } else if (t->type == WT_Q8_0) {
+        size_t scales_at = ((size_t)n + (size_t)STREAM_PAD - 1) / (size_t)STREAM_PAD * (size_t)STREAM_PAD;
+        double count = (double)t->rows * t->cols;
+        wfile_seek(&m->file, t->offset + first);
+        wfile_read(&m->file, buffer, n, NULL);
+        wfile_seek(&m->file, t->offset + count + 4.0 * first / t->group);
+        wfile_read(&m->file, buffer + scales_at, 4.0 * n / t->group, NULL);
+        view->q = (const signed char *)buffer;
+        view->s = (const float *)(void *)(buffer + scales_at);
+    } else {
+        wfile_seek(&m->file, t->offset + 4.0 + first / 4.0);
+        wfile_read(&m->file, buffer, n / 4.0, NULL);
+        view->packed = buffer;
+    }
+}
+
+/* Rows of streamed tensor t per read: what the buffer holds, an even
+ * number so that matmul() pairs rows as it does for a resident tensor. */
+static int chunk_rows(const Model *m, const Tensor *t)
+{
+    double fit = (m->stream_bytes - STREAM_PAD) / row_bytes(t);
+    int rows = fit >= (double)t->rows ? t->rows : (int)fit;
+    if (rows < t->rows && rows > 1) {
+        rows &= ~1;
+    }
+    return rows;
+}
+
+/* The product on rows already in memory, the activation prepared. */
+static void matmul_rows(RunState *s, float *xout, const float *x, const Tensor *w, int n, int d)
 {
     if (w->type == WT_F32) {
         matmul(xout, x, w->f, n, d);
     } else if (w->type == WT_Q8_0) {
-        quantize(s->aq, s->as, x, n, w->group);
-        widen(s->a16, s->aq, n);
         matmul_q8(xout, s->a16, s->as, w, n, d, s->sums);
     } else {
-        quantize(s->aq, s->as, x, n, n);
-        widen(s->a16, s->aq, n);
         matmul_ternary(xout, s->a16, s->as[0], w, n, d);
     }
 }
 
-/* Row `token` of the embedding, dequantized as runq does (q * scale). */
-static void embed(float *x, const Tensor *e, int token, int dim)
+/* The one matmul dispatch: W (d, n) @ x (n) -> xout (d), in W's type.
+ * Quantized types quantize x first (as runq does before each product).  A
+ * streamed W is read a chunk of rows at a time; every row's sum is the
+ * same as from memory, so streamed and resident runs print the same text. */
+static void linear(Model *m, float *xout, const float *x, const Tensor *w, int n, int d)
+{
+    RunState *s = &m->state;
+    int r0, step;
+    if (w->type != WT_F32) {
+        quantize(s->aq, s->as, x, n, w->type == WT_Q8_0 ? w->group : n);
+        widen(s->a16, s->aq, n);
+    }
+    if (w->resident) {
+        matmul_rows(s, xout, x, w, n, d);
+        return;
+    }
+    step = chunk_rows(m, w);
+    for (r0 = 0; r0 < d; r0 += step) {
+        Tensor view;
+        int r1 = d - r0 > step ? r0 + step : d;
+        stream_rows(m, w, r0, r1, &view);
+        matmul_rows(s, xout + r0, x, &view, n, r1 - r0);
+    }
+}
+
+/* Row `token` of the embedding, dequantized as runq does (q * scale); a
+ * streamed embedding reads just that row. */
+static void embed(Model *m, float *x, const Tensor *e, int token, int dim)
 {
     size_t off = (size_t)token * (size_t)dim;
+    Tensor row;
     int i;
+    if (!e->resident) {
+        stream_rows(m, e, token, token + 1, &row);
+        e = &row;
+        off = 0;
+    }
     if (e->type == WT_F32) {
         memcpy(x, e->f + off, (size_t)dim * sizeof(float));
         return;
@@ -1004,7 +1266,7 @@ float *model_forward(Model *m, int token, int pos)
     float *x = s->x;
     int l, i;
 
-    embed(x, &w->token_embedding, token, dim);
+    embed(m, x, &w->token_embedding, token, dim);
 
     /* The rotation angles depend only on the position: llama2.c recomputes
      * them for every pair of every layer, the results are the same. */
@@ -1020,9 +1282,9 @@ float *model_forward(Model *m, int token, int pos)
         float *v = s->value_cache + loff + (size_t)pos * (size_t)kv_dim;
 
         rmsnorm(s->xb, x, w->rms_att + (size_t)l * dim, dim, c->norm_eps);
-        linear(s, s->q, s->xb, &w->wq[l], dim, dim);
-        linear(s, k, s->xb, &w->wk[l], dim, kv_dim);
-        linear(s, v, s->xb, &w->wv[l], dim, kv_dim);
+        linear(m, s->q, s->xb, &w->wq[l], dim, dim);
+        linear(m, k, s->xb, &w->wk[l], dim, kv_dim);
+        linear(m, v, s->xb, &w->wv[l], dim, kv_dim);
         rope_rotate(s->q, dim, s, m->head_size);
         rope_rotate(k, kv_dim, s, m->head_size);
 
@@ -1031,14 +1293,14 @@ float *model_forward(Model *m, int token, int pos)
         if (w->sub_att != NULL) {
             rmsnorm(s->xb, s->xb, w->sub_att + (size_t)l * dim, dim, c->norm_eps);
         }
-        linear(s, s->xb2, s->xb, &w->wo[l], dim, dim);
+        linear(m, s->xb2, s->xb, &w->wo[l], dim, dim);
         for (i = 0; i < dim; i++) {
             x[i] += s->xb2[i];
         }
 
         rmsnorm(s->xb, x, w->rms_ffn + (size_t)l * dim, dim, c->norm_eps);
-        linear(s, s->hb, s->xb, &w->w1[l], dim, hidden);
-        linear(s, s->hb2, s->xb, &w->w3[l], dim, hidden);
+        linear(m, s->hb, s->xb, &w->w1[l], dim, hidden);
+        linear(m, s->hb2, s->xb, &w->w3[l], dim, hidden);
         if (c->ffn == FFN_RELU2) {
             for (i = 0; i < hidden; i++) {
                 float val = s->hb[i] > 0.0f ? s->hb[i] : 0.0f;
@@ -1057,13 +1319,13 @@ float *model_forward(Model *m, int token, int pos)
         if (w->sub_ffn != NULL) {
             rmsnorm(s->hb, s->hb, w->sub_ffn + (size_t)l * hidden, hidden, c->norm_eps);
         }
-        linear(s, s->xb, s->hb, &w->w2[l], hidden, dim);
+        linear(m, s->xb, s->hb, &w->w2[l], hidden, dim);
         for (i = 0; i < dim; i++) {
             x[i] += s->xb[i];
         }
     }
 
     rmsnorm(x, x, w->rms_final, dim, c->norm_eps);
-    linear(s, s->logits, x, &w->wcls, dim, c->vocab_size);
+    linear(m, s->logits, x, &w->wcls, dim, c->vocab_size);
     return s->logits;
 }

@@ -10,6 +10,8 @@
 #ifndef LLAMA98_MODEL_H
 #define LLAMA98_MODEL_H
 
+#include "wfile.h"
+
 /* Weight types: the values of the weight-type byte of a version 98 header
  * (FORMATS.md); fp32 and Q8_0 are also what v0 and v2 files hold. */
 #define WT_F32 0
@@ -45,15 +47,23 @@ typedef struct {
 #define ROPE_SCALING_NONE 0
 #define ROPE_SCALING_LLAMA3 1
 
-/* One weight matrix (rows, cols), row-major, in one of the weight types. */
+/* One weight matrix (rows, cols), row-major, in one of the weight types.
+ * Where it lies in the checkpoint is the same for every format: fp32
+ * values at `offset`; Q8_0 int8 values at `offset`, then one float scale
+ * per group; ternary, a float scale at `offset`, then the packed rows.  A
+ * resident tensor has its data pointers set; a streamed one (resident 0)
+ * is read from the file, a few rows at a time, each time it is used. */
 typedef struct {
     int type;                     /* WT_* */
     int group;                    /* WT_Q8_0: values per scale */
+    int rows, cols;
+    double offset;                /* in the logical file (all parts) */
+    int resident;
     const float *f;               /* WT_F32 */
     const signed char *q;         /* WT_Q8_0: int8 values */
     const float *s;               /* WT_Q8_0: one scale per group */
     const unsigned char *packed;  /* WT_TERNARY: 4 weights per byte */
-    float scale;                  /* WT_TERNARY: mean |W| */
+    float scale;                  /* WT_TERNARY: mean |W|, always in memory */
 } Tensor;
 
 typedef struct {
@@ -84,27 +94,43 @@ typedef struct {
     float sqrt_head_size;
 } RunState;
 
+/* Where the memory budget came from. */
+#define BUDGET_NONE 0   /* the system does not say: everything resident */
+#define BUDGET_OS 1     /* the memory the system says is available */
+#define BUDGET_OPTION 2 /* -M */
+
 typedef struct {
     Config config;
     Weights weights;
     RunState state;
-    unsigned char *data;   /* v0: everything after the header, as read */
-    float *floats;         /* v2/v3/v98: norms, fp32 weights, scales */
-    unsigned char *bytes;  /* v2/v98: int8 and packed ternary values */
+    WFile file;            /* the checkpoint, kept open while tensors stream */
+    int header_bytes;
+    float *norms;          /* every RMSNorm weight */
+    struct Span *norm_spans; /* where the norms lie in the file (model.c) */
+    int n_norm_spans;
     Tensor *layer_tensors; /* 7 * n_layers */
-    long file_bytes;
-    unsigned long crc32;   /* of every byte read from the file */
+    unsigned char *stream; /* the buffer streamed rows are read into */
+    double stream_bytes;
+    double file_bytes;     /* all parts */
+    unsigned long crc32;   /* of every byte of the file, read once at start */
     double weight_bytes_per_token; /* bytes of weights one forward pass reads */
+    double budget;         /* bytes the run may allocate (model_start) */
+    int budget_source;     /* BUDGET_* */
+    double resident_bytes; /* weights kept in memory */
+    double streamed_bytes; /* weights read from the file for each token */
     int head_size;
     int kv_dim;
 } Model;
 
-/* Loads and validates the checkpoint; any problem ends the program through
- * fatal(). */
+/* Reads and validates the checkpoint's header and finds where every tensor
+ * lies; any problem ends the program through fatal(). */
 void model_load(Model *m, const char *path);
 /* Allocates the run state for positions 0..positions-1 (1..seq_len): the
- * KV cache holds what the run needs, never what the header allows. */
-void model_start(Model *m, int positions);
+ * KV cache holds what the run needs, never what the header allows.  Then
+ * keeps as many weights in memory as `budget` bytes allow (everything
+ * allocated counts; budget_source BUDGET_NONE: all of them), reads the file
+ * once (CRC, checks) and leaves the rest to be streamed for each token. */
+void model_start(Model *m, int positions, double budget, int budget_source);
 /* Bytes the KV cache of `positions` positions takes (keys and values). */
 double model_kv_bytes(const Model *m, int positions);
 /* Runs one position (< the positions of model_start) and returns the

@@ -50,8 +50,8 @@ void sampler_init(Sampler *s, int vocab_size, float temperature, float topp, con
 
 void sampler_free(Sampler *s)
 {
-    free(s->probindex);
-    free(s->scratch);
+    xfree(s->probindex);
+    xfree(s->scratch);
     s->probindex = NULL;
     s->scratch = NULL;
 }

@@ -44,7 +44,7 @@ static void sort_vocab(Tokenizer *t)
         }
         memcpy(a, b, (size_t)n * sizeof(int));
     }
-    free(b);
+    xfree(b);
 }
 
 static int lookup(const Tokenizer *t, const char *str)
@@ -139,16 +139,16 @@ void tokenizer_load(Tokenizer *t, const char *path, int vocab_size)
         out += len + 1;
         off += len;
     }
-    free(buf);
+    xfree(buf);
     sort_vocab(t);
 }
 
 void tokenizer_free(Tokenizer *t)
 {
-    free(t->vocab);
-    free(t->scores);
-    free(t->sorted);
-    free(t->pieces);
+    xfree(t->vocab);
+    xfree(t->scores);
+    xfree(t->sorted);
+    xfree(t->pieces);
     memset(t, 0, sizeof(*t));
 }
 
@@ -224,7 +224,7 @@ int tokenizer_encode(Tokenizer *t, const char *text, int *tokens)
         }
         n--;
     }
-    free(buf);
+    xfree(buf);
     return n;
 }
 

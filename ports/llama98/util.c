@@ -6,6 +6,17 @@
 
 #define CHUNK_BYTES 65536UL
 
+/* Each block starts with its size, in a union as wide as the strictest
+ * alignment malloc gives, so the caller's part stays aligned. */
+typedef union {
+    double size;
+    long align_long;
+    void *align_ptr;
+} BlockHead;
+
+static double held_bytes = 0.0;
+static double peak_bytes = 0.0;
+
 void fatal(const char *fmt, ...)
 {
     va_list ap;
@@ -21,18 +32,44 @@ void fatal(const char *fmt, ...)
 
 void *xmalloc(double bytes, const char *what)
 {
-    void *p;
+    BlockHead *p;
     if (bytes < 1.0) {
         bytes = 1.0;
     }
-    if (bytes > LLAMA98_MAX_BYTES || bytes > (double)(size_t)-1) {
+    if (bytes > LLAMA98_MAX_BYTES - sizeof(BlockHead) || bytes > (double)((size_t)-1 - sizeof(BlockHead))) {
         fatal("out of memory: need %.0f bytes for %s", bytes, what);
     }
-    p = malloc((size_t)bytes);
+    p = (BlockHead *)malloc((size_t)bytes + sizeof(BlockHead));
     if (p == NULL) {
-        fatal("out of memory: need %.0f bytes for %s", bytes, what);
+        fatal("out of memory: need %.0f bytes for %s (%.0f bytes already held)", bytes, what, held_bytes);
     }
-    return p;
+    p->size = bytes;
+    held_bytes += bytes;
+    if (held_bytes > peak_bytes) {
+        peak_bytes = held_bytes;
+    }
+    return p + 1;
+}
+
+void xfree(void *p)
+{
+    BlockHead *head;
+    if (p == NULL) {
+        return;
+    }
+    head = (BlockHead *)p - 1;
+    held_bytes -= head->size;
+    free(head);
+}
+
+double alloc_current(void)
+{
+    return held_bytes;
+}
+
+double alloc_peak(void)
+{
+    return peak_bytes;
 }
 
 long file_size(FILE *f)

@@ -15,8 +15,14 @@
 #define LLAMA98_MAX_BYTES 2147483647.0
 
 void fatal(const char *fmt, ...);
-/* bytes is a double so callers can pass sizes computed without overflow. */
+/* bytes is a double so callers can pass sizes computed without overflow.
+ * Every block is counted (alloc_current, alloc_peak) so the report can say
+ * how much memory the run took; give it back with xfree(), never free(). */
 void *xmalloc(double bytes, const char *what);
+void xfree(void *p);
+/* Bytes held in xmalloc blocks now, and the most ever held at once. */
+double alloc_current(void);
+double alloc_peak(void);
 
 /* Size of an open binary file in bytes, or -1 when it cannot be found. */
 long file_size(FILE *f);

@@ -10,7 +10,7 @@
 #   -6r -fp6      Pentium Pro/II code, register calls, P6 x87 instructions
 #   -ox -s        full optimisation, no stack-overflow checks
 #   runtime console=4.0   PE subsystem version 4.0 (Windows 98 refuses newer)
-# llama98.c and timer.c include <io.h>/<windows.h>, which need the Watcom
+# llama98.c, timer.c and sysmem.c include <io.h>/<windows.h>, which need the Watcom
 # extensions, so they are built without -za (still -wx -we); so is
 # qdot_mmx.c, the MMX dot products in _asm blocks (qdot.c is the C89 one).
 
@@ -21,7 +21,7 @@ TARGET = -bt=nt -6r -fp6 -ox -s
 CFLAGS = $(TARGET) $(WARN) -i=$(SRC)
 STRICT = -za
 
-OBJS = llama98.obj model.obj tokenizer.obj bpe.obj unicode_tables.obj sampler.obj timer.obj u64.obj util.obj crc32.obj qdot_mmx.obj qdot_mmx_wat.obj
+OBJS = llama98.obj model.obj wfile.obj sysmem.obj tokenizer.obj bpe.obj unicode_tables.obj sampler.obj timer.obj u64.obj util.obj crc32.obj qdot_mmx.obj qdot_mmx_wat.obj
 
 all: llama98.exe .SYMBOLIC
 
@@ -33,6 +33,12 @@ llama98.obj: $(SRC)/llama98.c
 
 timer.obj: $(SRC)/timer.c
 	$(CC) -c $(CFLAGS) -fo=$@ $[@
+
+sysmem.obj: $(SRC)/sysmem.c
+	$(CC) -c $(CFLAGS) -fo=$@ $[@
+
+wfile.obj: $(SRC)/wfile.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
 
 model.obj: $(SRC)/model.c
 	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
