@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="FTP mode for the transfers (default: the profile's)")
     parser.add_argument("--memory", type=_memory_mb, default=None, metavar="MB",
                         help="guest RAM in MiB (default: the profile's, 128); e.g. 1024 for a resident reference run")
+    parser.add_argument("--budget", type=_positive, default=None, metavar="MB",
+                        help="our port's memory budget (-M, MiB): weights beyond it are read from the checkpoint "
+                             "for every token (default: what the guest says is free)")
     parser.add_argument("--no-snapshot", action="store_true", help="cold-boot instead of loading the snapshot")
     parser.add_argument("--artifacts", type=Path, default=None, help="artifact directory (default: a new temp dir)")
     parser.add_argument("--timeout-scale", type=_positive, default=1.0, help="multiply guest timeouts (slow hosts)")
@@ -88,8 +91,11 @@ def run_main(args: argparse.Namespace) -> int:
                              use_snapshot=not args.no_snapshot, artifacts=args.artifacts,
                              timeout_scale=args.timeout_scale, ftp_mode=args.ftp_mode,
                              inputs=(choice.checkpoint, choice.tokenizer), memory_mb=args.memory)
+    if args.budget is not None and cli != "llama98":
+        raise UsageError("--budget is our port's -M; a llama2c-style binary has no memory budget")
     port_args = PortArgs(args.temperature, args.topp, args.seed, args.steps,
-                         os.fsencode(args.prompt) if args.prompt else None)  # the bytes the shell gave us
+                         os.fsencode(args.prompt) if args.prompt else None,  # the bytes the shell gave us
+                         budget_mb=args.budget)
     with Session(options) as session:
         injected = session.inject_model(choice)
         log.info("running and checking against the numpy oracle")
@@ -103,6 +109,9 @@ def run_main(args: argparse.Namespace) -> int:
         tok_s = f"{outcome.tok_s:.2f}" if outcome.tok_s else "n/a (fewer than 2 tokens)"
         print(f"tokens: {len(report.tokens)}; guest tok/s (from raw timer ticks, {report.timer.source} at "
               f"{report.timer.hz} Hz): {tok_s}")
+        memory_line = describe_memory(report)
+        if memory_line:
+            print(memory_line)
     else:
         print(f"program tok/s (its own 'achieved tok/s' line): "
               f"{outcome.tok_s:.2f}" if outcome.tok_s is not None else "program tok/s: n/a (it printed no tok/s line)")

@@ -69,16 +69,20 @@ class PortArgs:
     seed: int = 42
     steps: int = 200
     prompt: bytes | None = None
+    budget_mb: float | None = None  # our port's -M: the memory budget in MiB (None: what the guest says is free)
 
     def argv(self, model: str, tokenizer: str, encoding: str = "utf-8", cli: str = "llama98") -> list[str]:
         """The command line; the prompt is decoded with the console's encoding so that its exact bytes are what
         reach the guest (the console encodes the line with the same codec). Only our port (`cli="llama98"`)
-        gets `-r -`; a llama2c-style binary gets llama2.c's flags and nothing else."""
+        gets `-r -` (and `-M` when a budget is set); a llama2c-style binary gets llama2.c's flags and nothing
+        else."""
         args = [model, "-z", tokenizer, "-t", f"{self.temperature:g}", "-p", f"{self.topp:g}",
                 "-s", str(self.seed), "-n", str(self.steps)]
         if self.prompt:
             args += ["-i", self.prompt.decode(encoding, errors="surrogateescape")]
-        return args + (["-r", "-"] if cli == "llama98" else [])
+        if cli != "llama98":
+            return args
+        return args + (["-M", f"{self.budget_mb:g}"] if self.budget_mb is not None else []) + ["-r", "-"]
 
 
 @dataclass

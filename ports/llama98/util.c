@@ -93,7 +93,9 @@ double read_chunks(FILE *f, unsigned char *dst, double n, unsigned long *crc)
         double left = n - done;
         size_t want = left > (double)CHUNK_BYTES ? (size_t)CHUNK_BYTES : (size_t)left;
         size_t got = fread(dst, 1, want, f);
-        *crc = crc32_update(*crc, dst, got);
+        if (crc != NULL) {
+            *crc = crc32_update(*crc, dst, got);
+        }
         done += (double)got;
         dst += got;
         if (got != want) {

@@ -26,7 +26,8 @@ double alloc_peak(void);
 
 /* Size of an open binary file in bytes, or -1 when it cannot be found. */
 long file_size(FILE *f);
-/* Reads exactly n bytes in 64 KB chunks, updating *crc; returns the number
+/* Reads exactly n bytes in 64 KB chunks, updating *crc (unless crc is
+ * NULL: streamed weights were checked once at the start); returns the number
  * of bytes actually read (less than n at end of file or on error). */
 double read_chunks(FILE *f, unsigned char *dst, double n, unsigned long *crc);
 

@@ -107,7 +107,6 @@ static void enter_part(WFile *w)
 
 void wfile_read(WFile *w, unsigned char *dst, double n, unsigned long *crc)
 {
-    unsigned long ignored = 0UL;
     while (n > 0.0) {
         double in_part, take, got;
         if (w->pos + n > w->size) {
@@ -117,7 +116,7 @@ void wfile_read(WFile *w, unsigned char *dst, double n, unsigned long *crc)
         enter_part(w);
         in_part = w->start[w->open_part + 1] - w->pos;
         take = n < in_part ? n : in_part;
-        got = read_chunks(w->f, dst, take, crc != NULL ? crc : &ignored);
+        got = read_chunks(w->f, dst, take, crc);
         if (got != take) {
             part_name(w, w->open_part);
             fatal("checkpoint %s: reading %s failed after %.0f of %.0f bytes", w->path, w->name, got, take);
