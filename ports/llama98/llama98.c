@@ -65,6 +65,7 @@ typedef struct {
     int id;
     u64 ticks;
     double read; /* checkpoint bytes read during the step (streamed weights) */
+    u64 io;      /* ticks of the step spent reading them */
 } StepRecord;
 
 /* The run's tokenizer: a llama2.c file, or a BPE file (then bpe != NULL). */
@@ -266,8 +267,9 @@ static void write_report_header(FILE *r, const Args *a, const u64 *seed, const M
 
 static void write_report_token(FILE *r, const StepRecord *s)
 {
-    char num[24];
-    fprintf(r, "token pos=%d id=%d ticks=%s read=%.0f\n", s->pos, s->id, u64_to_dec(&s->ticks, num), s->read);
+    char num[24], io[24];
+    fprintf(r, "token pos=%d id=%d ticks=%s read=%.0f io=%s\n", s->pos, s->id, u64_to_dec(&s->ticks, num), s->read,
+            u64_to_dec(&s->io, io));
 }
 
 /* What one run needs between parsing and freeing: the report's destination,
@@ -350,6 +352,7 @@ static void generate(Run *run, const Args *a, Model *model, const Vocab *vocab, 
         StepRecord rec;
         float *logits;
         double read_before = model->file.bytes_read;
+        u64 io_before = model->io_ticks;
         timer_now(&t0);
         logits = model_forward(model, token, run->pos);
         sampled = run->pos >= run->n_prompt - 1;
@@ -364,6 +367,7 @@ static void generate(Run *run, const Args *a, Model *model, const Vocab *vocab, 
         rec.pos = run->pos - 1;
         rec.id = next;
         rec.read = model->file.bytes_read - read_before;
+        u64_sub(&rec.io, &model->io_ticks, &io_before);
         u64_sub(&rec.ticks, &t1, &t0);
         if (run->records != NULL) {
             run->records[run->n_records] = rec;

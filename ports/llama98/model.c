@@ -13,6 +13,7 @@
 #endif
 #include "qdot.h"
 #include "sampler.h"
+#include "timer.h"
 #include "util.h"
 
 #define V0_HEADER_BYTES 28
@@ -1087,11 +1088,13 @@ static void matmul_ternary(float *xout, const short *xq, float xs, const Tensor 
 
 /* Rows r0..r1-1 of streamed tensor t, read into the stream buffer; `view`
  * is t with those rows resident (the Q8_0 scales follow the values, on an
- * aligned byte). */
+ * aligned byte).  The time it takes goes to m->io_ticks. */
 static void stream_rows(Model *m, const Tensor *t, int r0, int r1, Tensor *view)
 {
     double first = (double)r0 * t->cols, n = (double)(r1 - r0) * t->cols;
     unsigned char *buffer = m->stream;
+    u64 t0, t1, spent;
+    timer_now(&t0);
     *view = *t;
     view->rows = r1 - r0;
     view->resident = 1;
@@ -1113,6 +1116,9 @@ static void stream_rows(Model *m, const Tensor *t, int r0, int r1, Tensor *view)
         wfile_read(&m->file, buffer, n / 4.0, NULL);
         view->packed = buffer;
     }
+    timer_now(&t1);
+    u64_sub(&spent, &t1, &t0);
+    u64_add(&m->io_ticks, &m->io_ticks, &spent);
 }
 
 /* Rows of streamed tensor t per read: what the buffer holds, an even

@@ -10,6 +10,7 @@
 #ifndef LLAMA98_MODEL_H
 #define LLAMA98_MODEL_H
 
+#include "u64.h"
 #include "wfile.h"
 
 /* Weight types: the values of the weight-type byte of a version 98 header
@@ -118,6 +119,7 @@ typedef struct {
     int budget_source;     /* BUDGET_* */
     double resident_bytes; /* weights kept in memory */
     double streamed_bytes; /* weights read from the file for each token */
+    u64 io_ticks;          /* timer ticks spent reading streamed weights */
     int head_size;
     int kv_dim;
 } Model;
