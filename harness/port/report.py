@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.core.parts import logical_crc32
 
 HEADER_PREFIX = b"llama98 report "
 SUPPORTED_VERSION = 1
@@ -267,7 +268,7 @@ def format_report(
     ticks: list[int] | None = None,
 ) -> str:
     """Write a report in the port's format (used by the oracle's own `-r` and to build test reports)."""
-    model_size, model_crc = file_crc32(model_path)
+    model_size, model_crc = logical_crc32(Path(model_path))
     tok_size, tok_crc = file_crc32(tokenizer_path)
     ticks = ticks if ticks is not None else [0] * len(token_ids)
     prompt_hex = prompt.hex() if prompt else "-"
