@@ -20,6 +20,7 @@ or no first file (nothing that looks like a model), never a mix that looks compl
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import zlib
@@ -151,6 +152,13 @@ def check_part_bytes(part_bytes: int, limit: int = PART_LIMIT) -> int:
 def part_bytes_from_mb(mib: int | None) -> int | None:
     """`--part-mb N` (MiB) as bytes; None stays None (automatic split)."""
     return None if mib is None else check_part_bytes(mib * 1024 * 1024)
+
+
+def add_part_mb_option(parser: argparse.ArgumentParser) -> None:
+    """`--part-mb N` for every command that writes a checkpoint (read back with part_bytes_from_mb)."""
+    parser.add_argument("--part-mb", type=int, default=None, metavar="N",
+                        help=f"split the checkpoint into parts of N MiB (FILE, then .B01, .B02, ...); default: "
+                             f"split into parts of {PART_BYTES_DEFAULT} bytes only when it reaches 2 GiB")
 
 
 def auto_part_bytes(limit: int) -> int:
