@@ -183,3 +183,32 @@ def test_the_real_limits() -> None:
     assert PART_BYTES_DEFAULT < PART_LIMIT == 2 ** 31 and PART_BYTES_DEFAULT % 4096 == 0
     assert plan_parts(PART_LIMIT - 1) == [PART_LIMIT - 1]
     assert plan_parts(PART_LIMIT) == [PART_BYTES_DEFAULT, PART_LIMIT - PART_BYTES_DEFAULT]
+
+
+def _mapped(path: Path) -> bool:
+    return str(path) in Path("/proc/self/maps").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="Linux only: the joined mapping")
+def test_page_aligned_parts_are_mapped_not_read(tmp_path: Path) -> None:
+    import gc
+    import mmap
+
+    data = _data(5 * mmap.PAGESIZE + 123, seed=6)
+    first = tmp_path / "model.bin"
+    write_parts(first, [data], part_bytes=2 * mmap.PAGESIZE)
+    joined = read_logical(first)
+    assert not joined.flags.owndata and not joined.flags.writeable and joined.tobytes() == data
+    assert all(_mapped(path) for path in part_paths(first))
+    with pytest.raises(ValueError):
+        joined.flags.writeable = True  # the pages are read-only: numpy must refuse, not segfault later
+    view = joined[mmap.PAGESIZE:3 * mmap.PAGESIZE + 7]
+    del joined
+    gc.collect()
+    assert view.tobytes() == data[mmap.PAGESIZE:3 * mmap.PAGESIZE + 7]  # a view keeps the mapping alive
+    del view
+    gc.collect()
+    assert not any(_mapped(path) for path in part_paths(first))  # released with the last array
+    write_parts(first, [data], part_bytes=2 * mmap.PAGESIZE + 1)  # not page-aligned: read into one array
+    read = read_logical(first)
+    assert read.flags.owndata and not read.flags.writeable and read.tobytes() == data

@@ -178,3 +178,15 @@ def test_a_split_header_shorter_than_its_first_part(tmp_path: Path) -> None:
     assert len(part_paths(split)) == -(-whole.stat().st_size // 200) > 2
     assert struct.unpack_from("<I", split.read_bytes())[0] == 0x616B3432  # the magic, in a 200-byte first part
     _same_weights(whole, split)
+
+
+def test_a_mapped_split_is_the_same_model(split260k: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """Parts of whole pages (what --part-mb and the automatic split make) are mapped, not read: same model."""
+    model, _first, tok = split260k
+    first = tmp_path / "model.bin"
+    write_parts(first, [model.read_bytes()], part_bytes=64 * 1024)
+    checkpoint = load_checkpoint(first)
+    assert not checkpoint.weights.wq.flags.owndata
+    _same_weights(model, first)
+    args = clamp_args(checkpoint.config.seq_len, 0.0, 0.9, 1, 40, b"Lily")
+    assert Oracle.load(first, tok).generate(args).token_ids == Oracle.load(model, tok).generate(args).token_ids

@@ -21,8 +21,12 @@ or no first file (nothing that looks like a model), never a mix that looks compl
 from __future__ import annotations
 
 import argparse
+import ctypes
+import mmap
 import os
+import sys
 import tempfile
+import weakref
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,6 +41,7 @@ PART_LIMIT = 2 ** 31  # every part of a split set is smaller than this (C89 `lon
 PART_BYTES_DEFAULT = 2 ** 31 - 2 ** 20  # the part size of an automatic split (page-aligned, 1 MiB below the limit)
 MAX_PART_INDEX = 99  # .B01 .. .B99 after the first file
 COPY_BLOCK = 1 << 20
+MAP_FIXED = getattr(mmap, "MAP_FIXED", 0x10)  # Linux's value; Python 3.11's mmap module does not name it
 
 
 class PartsError(HarnessError):
@@ -102,12 +107,16 @@ def check_port_readable(first: Path, limit: int = PART_LIMIT) -> list[int]:
 
 
 def read_logical(first: Path) -> np.ndarray:
-    """The logical bytes as a read-only uint8 array: a memory map of the file when it is one part, otherwise
-    the parts read into one array (np.memmap cannot join files)."""
+    """The logical bytes as a read-only uint8 array: a memory map of the file when it is one part; for a split
+    file the parts mapped side by side (_map_joined, as cheap as one memory map: a 5 GB model is not read to be
+    opened), or, where that cannot be done, the parts read into one array."""
     paths = part_paths(first)
     if len(paths) == 1:
         return np.memmap(first, dtype="u1", mode="r")
     sizes = [path.stat().st_size for path in paths]
+    joined = _map_joined(paths, sizes)
+    if joined is not None:
+        return joined
     data = np.empty(sum(sizes), dtype="u1")
     offset = 0
     for path, size in zip(paths, sizes):
@@ -118,6 +127,40 @@ def read_logical(first: Path) -> np.ndarray:
         offset += size
     data.flags.writeable = False
     return data
+
+
+def _map_joined(paths: list[Path], sizes: list[int]) -> np.ndarray | None:
+    """On Linux, the parts mapped read-only one after the other into one reserved address range, when every
+    part but the last is a whole number of pages (every split made with --part-mb or the automatic size is);
+    None otherwise, or when the system refuses. The mapping is released when the last array using it goes."""
+    total = sum(sizes)
+    if not sys.platform.startswith("linux") or not total or any(size % mmap.PAGESIZE for size in sizes[:-1]):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    failed = ctypes.c_void_p(-1).value
+    base = libc.mmap(None, total, mmap.PROT_READ, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    if base is None or base == failed:
+        return None
+    offset = 0
+    for path, size in zip(paths, sizes):
+        if size:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                got = libc.mmap(base + offset, size, mmap.PROT_READ, mmap.MAP_PRIVATE | MAP_FIXED, fd, 0)
+            finally:
+                os.close(fd)
+            if got != base + offset:
+                libc.munmap(base, total)
+                return None
+        offset += size
+    buffer = (ctypes.c_uint8 * total).from_address(base)
+    weakref.finalize(buffer, libc.munmap, base, total)
+    # A read-only view, so numpy refuses to make the array writeable: the pages are PROT_READ, and a write would
+    # be a segfault, not an exception.
+    return np.frombuffer(memoryview(buffer).toreadonly(), dtype="u1")
 
 
 def read_head(first: Path, count: int) -> bytes:
