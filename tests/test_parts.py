@@ -212,3 +212,18 @@ def test_page_aligned_parts_are_mapped_not_read(tmp_path: Path) -> None:
     write_parts(first, [data], part_bytes=2 * mmap.PAGESIZE + 1)  # not page-aligned: read into one array
     read = read_logical(first)
     assert read.flags.owndata and not read.flags.writeable and read.tobytes() == data
+
+
+def test_an_empty_part_is_an_error_as_in_the_port(tmp_path: Path) -> None:
+    first = tmp_path / "MODEL.BIN"
+    first.write_bytes(b"x" * 10)
+    (tmp_path / "MODEL.B01").write_bytes(b"")
+    with pytest.raises(PartsError, match=r"^checkpoint part .*MODEL.B01 is empty$"):
+        logical_size(first)
+    with pytest.raises(PartsError, match="is empty"):
+        read_logical(first)
+
+
+def test_only_ascii_lowercase_makes_lowercase_part_names() -> None:
+    assert part_name("MODEL.BÉN", 1) == "MODEL.B01"  # the port compares bytes with 'a'..'z'
+    assert part_name("MODEL.BéN", 1) == "MODEL.B01"

@@ -57,7 +57,7 @@ def part_name(first: str, index: int) -> str:
     stem, dot, extension = first.rpartition(".")
     if not dot:
         return f"{first}.B{index:02d}"
-    letter = "b" if any(ch.islower() for ch in extension) else "B"
+    letter = "b" if any("a" <= ch <= "z" for ch in extension) else "B"  # ASCII letters only, as the port
     return f"{stem}.{letter}{index:02d}"
 
 
@@ -79,8 +79,14 @@ def part_paths(first: Path) -> list[Path]:
 
 
 def part_sizes(first: Path) -> list[int]:
-    """The size of every part (OSError for a missing first part, as for any file)."""
-    return [path.stat().st_size for path in part_paths(first)]
+    """The size of every part (OSError for a missing first part, as for any file); an empty part after the
+    first is an error, as in the port (the writers never make one)."""
+    paths = part_paths(first)
+    sizes = [path.stat().st_size for path in paths]
+    for path, size in list(zip(paths, sizes))[1:]:
+        if size == 0:
+            raise PartsError(f"checkpoint part {path} is empty")
+    return sizes
 
 
 def logical_size(first: Path) -> int:
@@ -113,7 +119,7 @@ def read_logical(first: Path) -> np.ndarray:
     paths = part_paths(first)
     if len(paths) == 1:
         return np.memmap(first, dtype="u1", mode="r")
-    sizes = [path.stat().st_size for path in paths]
+    sizes = part_sizes(first)
     joined = _map_joined(paths, sizes)
     if joined is not None:
         return joined

@@ -82,6 +82,7 @@ class TokenRecord:
     id: int
     ticks: int
     read_bytes: int | None = None  # `read=`: checkpoint bytes read during this step (streamed weights)
+    io_ticks: int | None = None  # `io=`: the ticks of this step spent reading them (the rest is arithmetic)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,29 @@ class Report:
         if ticks <= 0 or self.timer.hz <= 0:
             return None
         return (len(self.tokens) - 1) * self.timer.hz / ticks
+
+
+def describe_memory(report: Report) -> str | None:
+    """One line on how the port used memory (budget, resident and streamed weights, peak, bytes read), or None
+    for a report without a `memory` line (a port before issue 14)."""
+    memory = report.memory
+    if memory is None:
+        return None
+    mib = 1024 * 1024
+    budget = f"{memory.budget / mib:.1f} MiB ({memory.source})" if memory.source != "none" else "none known"
+    line = (f"memory: budget {budget}, weights resident {memory.resident / mib:.1f} MiB, streamed "
+            f"{memory.streamed / mib:.1f} MiB per token")
+    if memory.buffer:
+        line += f" through a {memory.buffer / 1024:.0f} KiB buffer"
+    if report.peak_bytes is not None:
+        line += f"; peak allocation {report.peak_bytes / mib:.1f} MiB"
+    if report.read_bytes is not None:
+        line += f"; {report.read_bytes / 1e6:.1f} MB read from the checkpoint over the run"
+    io = [t.io_ticks for t in report.tokens if t.io_ticks is not None]
+    ticks = sum(t.ticks for t in report.tokens)
+    if io and ticks > 0:
+        line += f" ({100.0 * sum(io) / ticks:.0f}% of the steps' time reading)"
+    return line
 
 
 def _is_int(value: str) -> bool:
@@ -245,7 +269,7 @@ def parse_report(data: bytes | str, source: str = "report") -> Report:
         record = _Line(kind, line_no, _fields(line_no, words[1:], source), source)
         if kind == "token":
             tokens.append(TokenRecord(record.integer("pos"), record.integer("id"), record.integer("ticks"),
-                                      record.optional_byte_count("read")))
+                                      record.optional_byte_count("read"), record.optional_byte_count("io")))
         elif kind in ("args", "model", "tokenizer", "memory", "timer", "prompt", "done"):
             if kind in singles:
                 raise ReportError(f"{source}: line {line_no}: second {kind} record")
@@ -329,11 +353,12 @@ def format_report(
     ticks: list[int] | None = None,
     memory: MemoryRecord | None = None,
     token_reads: list[int] | None = None,
+    token_io: list[int] | None = None,
     peak_bytes: int | None = None,
     read_bytes: int | None = None,
 ) -> str:
     """Write a report in the port's format (used by the oracle's own `-r` and to build test reports); the
-    `memory` line and the `read=`/`peak=` fields only when given (the `model` line's `parts=` is a model field).
+    `memory` line and the `read=`/`io=`/`peak=` fields only when given (the `model` line's `parts=` is a model field).
     The model's `bytes`/`crc32` are those of the logical file (every part)."""
     model_size, model_crc = logical_crc32(Path(model_path))
     tok_size, tok_crc = file_crc32(tokenizer_path)
@@ -355,7 +380,8 @@ def format_report(
     ]
     for pos, (tid, tick) in enumerate(zip(token_ids, ticks)):
         read = f" read={token_reads[pos]}" if token_reads is not None else ""
-        lines.append(f"token pos={pos} id={tid} ticks={tick}{read}")
+        io = f" io={token_io[pos]}" if token_io is not None else ""
+        lines.append(f"token pos={pos} id={tid} ticks={tick}{read}{io}")
     done_extra = "".join(f" {key}={value}" for key, value in (("peak", peak_bytes), ("read", read_bytes))
                          if value is not None)
     lines.append(f"done tokens={len(token_ids)} ticks={sum(ticks)} hz={hz} status=ok{done_extra}")
