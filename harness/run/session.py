@@ -276,10 +276,13 @@ class Session(StartStop):
         else:
             guest.run_checked(f"!delete {path}", 20)
 
-    def streams_model(self, injected: InjectedModel) -> bool:
-        """Will the port stream this model's weights from disk (its logical size exceeds the guest's free RAM)?"""
+    def streams_model(self, injected: InjectedModel, budget_bytes: int | None = None) -> bool:
+        """Will the port stream this model's weights from disk: is its logical size above the guest's free RAM, or
+        above `budget_bytes` (the port's -M) when one is given?"""
         guest = self._require_guest()
         usable = (guest.machine.memory_mb - self.profile.machine.os_reserved_mb) * 1024 * 1024
+        if budget_bytes is not None:
+            usable = min(usable, budget_bytes)
         return logical_size(injected.choice.checkpoint) > usable
 
     def _check_undeclared_inputs(self, files: list[Path]) -> None:
