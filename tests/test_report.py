@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from harness.port.report import ReportError, format_report, parse_report, read_report, split_stdout
+from harness.port.report import (
+    ReportError,
+    describe_memory,
+    format_report,
+    parse_report,
+    read_report,
+    split_stdout,
+)
 
 SAMPLE = """llama98 report 1
 args temperature=0.000000 topp=0.900000 seed=42 steps=200 prompt_hex=4869
@@ -109,3 +116,84 @@ def test_format_then_parse_round_trip(tmp_path):
 def test_unreadable_report_is_a_report_error(tmp_path):
     with pytest.raises(ReportError, match="cannot read report"):
         read_report(tmp_path / "missing.txt")
+
+
+STREAMED = SAMPLE.replace(" seq_len=512 shared=1\n", " seq_len=512 shared=1 parts=3\n").replace(
+    "timer source=", "memory budget=67108864 resident=1000000 streamed=56540 buffer=65536 source=os\ntimer source=",
+).replace("ticks=1234\n", "ticks=1234 read=56540 io=234\n").replace("ticks=1180\n", "ticks=1180 read=0 io=0\n").replace(
+    "status=ok\n", "status=ok peak=3145728 read=113080\n")
+
+
+def test_parses_the_memory_and_streaming_fields():
+    r = parse_report(STREAMED)
+    assert r.model.parts == 3
+    assert r.memory is not None
+    assert (r.memory.budget, r.memory.resident, r.memory.streamed, r.memory.buffer, r.memory.source) == (
+        67108864, 1000000, 56540, 65536, "os")
+    assert [t.read_bytes for t in r.tokens] == [56540, 0, None]
+    assert [t.io_ticks for t in r.tokens] == [234, 0, None]
+    assert (r.peak_bytes, r.read_bytes) == (3145728, 113080)
+    assert r.done is not None and (r.done.peak_bytes, r.done.read_bytes) == (3145728, 113080)
+
+
+def test_the_new_fields_are_optional():
+    r = parse_report(SAMPLE)
+    assert (r.model.parts, r.memory, r.peak_bytes, r.read_bytes) == (None, None, None, None)
+    assert all(t.read_bytes is None and t.io_ticks is None for t in r.tokens)
+    assert describe_memory(r) is None
+    incomplete = parse_report(STREAMED.split("done ")[0])
+    assert incomplete.memory is not None and (incomplete.peak_bytes, incomplete.read_bytes) == (None, None)
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("source=os", "source=disk", r"line 5 \(memory\): source='disk' is not one of option, os, none"),
+    ("budget=67108864", "budget=lots", r"line 5 \(memory\): budget='lots' is not a number"),
+    ("resident=1000000 ", "", r"line 5 \(memory\): missing resident="),
+    ("streamed=56540 buffer", "streamed=-1 buffer", r"line 5 \(memory\): streamed=-1 is negative"),
+    ("parts=3", "parts=0", r"line 3 \(model\): parts=0 is not a positive count"),
+    ("ticks=1234 read=56540", "ticks=1234 read=x", r"line 8 \(token\): read='x' is not a number"),
+    ("io=234", "io=-2", r"line 8 \(token\): io=-2 is negative"),
+    ("peak=3145728", "peak=-3", r"line 11 \(done\): peak=-3 is negative"),
+])
+def test_bad_new_fields_are_one_line_errors(old, new, message):
+    with pytest.raises(ReportError, match=message) as caught:
+        parse_report(STREAMED.replace(old, new))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_second_memory_line_or_one_after_done_is_refused():
+    memory = "memory budget=1 resident=1 streamed=0 buffer=0 source=none\n"
+    with pytest.raises(ReportError, match="second memory record"):
+        parse_report(STREAMED.replace("timer source=", memory + "timer source="))
+    with pytest.raises(ReportError, match="memory record after done"):
+        parse_report(SAMPLE + memory)
+
+
+def test_format_report_writes_the_new_fields(tmp_path):
+    from harness.port.report import MemoryRecord
+
+    model, tok = tmp_path / "m.bin", tmp_path / "t.bin"
+    model.write_bytes(b"m" * 100)
+    tok.write_bytes(b"t" * 10)
+    memory = MemoryRecord(1 << 20, 60, 40, 16, "option")
+    text = format_report(temperature=0.0, topp=0.9, seed=1, steps=2, prompt=None, model_path=model,
+                         model_fields={"parts": 1}, tokenizer_path=tok, max_token_length=3, prompt_ids=[1],
+                         token_ids=[5, 6], ticks=[3, 4], memory=memory, token_reads=[40, 40], token_io=[1, 3],
+                         peak_bytes=999, read_bytes=80)
+    r = parse_report(text)
+    assert text.splitlines()[4].startswith("memory ")  # after the model and tokenizer lines
+    assert (r.model.parts, r.memory, [t.read_bytes for t in r.tokens], r.peak_bytes, r.read_bytes) == (
+        1, memory, [40, 40], 999, 80)
+    assert [t.io_ticks for t in r.tokens] == [1, 3]
+
+
+def test_describe_memory_in_one_line():
+    r = parse_report(STREAMED)
+    assert describe_memory(r) == ("memory: budget 64.0 MiB (os), weights resident 1.0 MiB, streamed 0.1 MiB per "
+                                  "token through a 64 KiB buffer; peak allocation 3.0 MiB; 0.1 MB read from the "
+                                  "checkpoint over the run (7% of the steps' time reading)")
+    none = parse_report(STREAMED.replace("budget=67108864", "budget=0").replace("source=os", "source=none")
+                        .replace("buffer=65536", "buffer=0"))
+    line = describe_memory(none)
+    assert line is not None and line.startswith("memory: budget none known, weights resident 1.0 MiB, streamed ")
+    assert "buffer" not in line

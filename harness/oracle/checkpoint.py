@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.core.parts import describe, logical_size, read_head, read_logical
 from harness.oracle.errors import CheckpointError, describe_read_error
 
 V1_MAGIC = 0x616B3432
@@ -181,12 +182,12 @@ def _read_header(path: Path, head: bytes, file_size: int) -> tuple[int, int, Mod
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Open a v0 or v1 checkpoint; the weights are memory-mapped, not copied."""
+    """Open a checkpoint of any supported version; `path` is its first part (harness/core/parts.py). The weights
+    of a one-part file are memory-mapped, not copied; a split file's parts are read into one array."""
     path = Path(path)
     try:
-        file_size = path.stat().st_size
-        with path.open("rb") as handle:
-            head = handle.read(V1_HEADER_BYTES)
+        file_size = logical_size(path)
+        head = read_head(path, V1_HEADER_BYTES)
     except OSError as error:
         raise CheckpointError(describe_read_error(path, "checkpoint", error)) from None
     if head[:4] == b"L98M":
@@ -203,10 +204,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if file_size != expected:
         relation = "shorter" if file_size < expected else "longer"
         raise CheckpointError(
-            f"{path}: checkpoint is {file_size} bytes, {relation} than the {expected} its v{version} header "
-            f"({config.describe()}) implies"
+            f"{describe(path)}: checkpoint is {file_size} bytes, {relation} than the {expected} its v{version} "
+            f"header ({config.describe()}) implies"
         )
-    data = np.memmap(path, dtype="<f4", mode="r", offset=header_bytes, shape=(expected - header_bytes) // 4)
+    data = read_logical(path)[header_bytes:expected].view("<f4")
     return Checkpoint(path, version, file_size, config, _slice_weights(data, config, version))
 
 

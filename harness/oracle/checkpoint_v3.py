@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from harness.core.parts import describe, read_logical
 from harness.oracle.checkpoint import (
     Checkpoint,
     ModelConfig,
@@ -76,15 +77,16 @@ def _header(path: Path, head: bytes, file_size: int) -> ModelConfig:
 
 
 def load_v3(path: Path, head: bytes, file_size: int) -> Checkpoint:
-    """Open a v3 checkpoint whose first bytes are `head`; the weights are memory-mapped views."""
+    """Open a v3 checkpoint whose first bytes are `head` (`path`: its first part, `file_size`: the logical size);
+    the weights are views of harness/core/parts.py's read_logical."""
     config = _header(path, head, file_size)
     validate_config(path, config)
     expected = HEADER_BYTES + 4 * total_floats(config)
     if file_size != expected:
         relation = "shorter" if file_size < expected else "longer"
-        raise CheckpointError(f"{path}: checkpoint is {file_size} bytes, {relation} than the {expected} its v3 "
-                              f"header ({config.describe()}) implies")
-    data = np.memmap(path, dtype="<f4", mode="r", offset=HEADER_BYTES, shape=(expected - HEADER_BYTES) // 4)
+        raise CheckpointError(f"{describe(path)}: checkpoint is {file_size} bytes, {relation} than the {expected} "
+                              f"its v3 header ({config.describe()}) implies")
+    data = read_logical(path)[HEADER_BYTES:expected].view("<f4")
     return Checkpoint(path, VERSION, file_size, config, _weights(data, config))
 
 

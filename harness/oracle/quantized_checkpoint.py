@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.core.parts import describe, read_logical
 from harness.oracle.checkpoint import Checkpoint, ModelConfig, Weights
 from harness.oracle.errors import CheckpointError
 from harness.oracle.quant import Q8Tensor, TernaryTensor, unpack_ternary
@@ -121,15 +122,16 @@ def _tensor(path: Path, cur: _Bytes, kind: str, rows: int, cols: int, group: int
 
 
 def load_quantized(path: Path, head: bytes, file_size: int, config: ModelConfig) -> Checkpoint:
-    """A v2 or version 98 checkpoint; the header was read and its dimensions validated by load_checkpoint."""
+    """A v2 or version 98 checkpoint (`path`: its first part, `file_size`: the logical size); the header was read
+    and its dimensions validated by load_checkpoint."""
     (version,) = struct.unpack_from("<i", head, 4)
     c = _flags(path, head, version, config)
     expected = expected_size(c, version)
     if file_size != expected:
         relation = "shorter (truncated?)" if file_size < expected else "longer"
-        raise CheckpointError(f"{path}: checkpoint is {file_size} bytes, {relation} than the {expected} its "
-                              f"v{version} header ({c.describe()}) implies")
-    cur = _Bytes(np.memmap(path, dtype="u1", mode="r", offset=HEADER_BYTES, shape=(expected - HEADER_BYTES,)))
+        raise CheckpointError(f"{describe(path)}: checkpoint is {file_size} bytes, {relation} than the {expected} "
+                              f"its v{version} header ({c.describe()}) implies")
+    cur = _Bytes(read_logical(path)[HEADER_BYTES:expected])
     l, d, h, v = c.n_layers, c.dim, c.hidden_dim, c.vocab_size
     rms_att = cur.take(l * d, "<f4").reshape(l, d)
     rms_ffn = cur.take(l * d, "<f4").reshape(l, d)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.core.parts import logical_crc32
 from harness.oracle.generate import Oracle
 from harness.oracle.llama3 import Llama3Oracle, is_bpe_tokenizer
 from harness.oracle.rng import XorShiftRng
@@ -118,7 +119,8 @@ def _fail(message: str, **details: Any) -> Verdict:
 
 
 def _check_file(kind: str, record: FileRecord, path: Path) -> Verdict | None:
-    size, crc = file_crc32(path)
+    """The port's `bytes`/`crc32` against the file; a checkpoint is its logical file (harness/core/parts.py)."""
+    size, crc = logical_crc32(path) if kind == "model" else file_crc32(path)
     if record.bytes != size or record.crc32 != crc:
         return _fail(
             f"{kind} mismatch: the port read {record.bytes} bytes with crc32 {record.crc32:08x}, "

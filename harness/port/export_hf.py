@@ -21,6 +21,14 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 
 from harness.core.errors import HarnessError
+from harness.core.parts import (
+    PART_LIMIT,
+    PartsWriter,
+    add_part_mb_option,
+    check_part_bytes,
+    part_bytes_from_mb,
+    part_paths,
+)
 from harness.port.bpe_writer import (
     BpeSource,
     from_tiktoken,
@@ -156,42 +164,40 @@ def _shards(hf_dir: Path) -> list[Path]:
     return shards
 
 
-def write_weights(hf_dir: Path, header: L98Header, out: Path) -> None:
-    """Streams every shard's tensors into `out` at their places; refuses missing, repeated or misshapen ones."""
+def write_weights(hf_dir: Path, header: L98Header, sink: PartsWriter) -> None:
+    """Streams every shard's tensors into `sink` (sized header.offsets()[1]) at their places; refuses missing,
+    repeated or misshapen ones."""
     shapes = header.shapes()
-    offsets, size = header.offsets()
+    offsets, _size = header.offsets()
     written: set[str] = set()
-    with out.open("wb") as sink:
-        sink.write(header.pack())
-        sink.truncate(size)
-        for shard in _shards(hf_dir):
-            try:
-                with safe_open(str(shard), framework="np") as tensors:
-                    for hf_name in tensors.keys():  # noqa: SIM118 (a safe_open handle is not a dict)
-                        name = _port_name(hf_name)
-                        if name is None or (name == "classifier" and header.shared_classifier):
-                            continue
-                        if name not in shapes or name in written:
-                            raise ExportError(f"{shard}: tensor {hf_name} is unexpected or repeated")
-                        dtype = tensors.get_slice(hf_name).get_dtype()
-                        if dtype == "BF16":
-                            value = _bf16(shard, hf_name)
-                        elif dtype in ("F32", "F16"):
-                            value = tensors.get_tensor(hf_name)
-                        else:
-                            raise ExportError(f"{shard}: tensor {hf_name} has dtype {dtype} (F32, F16, BF16 only)")
-                        if tuple(value.shape) != shapes[name]:
-                            raise ExportError(f"{shard}: tensor {hf_name} has shape {tuple(value.shape)}, the "
-                                              f"config implies {shapes[name]}")
-                        if name.endswith(".wq"):
-                            value = unpermute(value, header.n_heads)
-                        elif name.endswith(".wk"):
-                            value = unpermute(value, header.n_kv_heads)
-                        sink.seek(offsets[name])
-                        sink.write(np.ascontiguousarray(value, dtype="<f4").tobytes())
-                        written.add(name)
-            except (SafetensorError, OSError) as error:
-                raise ExportError(f"{shard}: cannot read safetensors ({error})") from None
+    sink.write_at(0, header.pack())
+    for shard in _shards(hf_dir):
+        try:
+            with safe_open(str(shard), framework="np") as tensors:
+                for hf_name in tensors.keys():  # noqa: SIM118 (a safe_open handle is not a dict)
+                    name = _port_name(hf_name)
+                    if name is None or (name == "classifier" and header.shared_classifier):
+                        continue
+                    if name not in shapes or name in written:
+                        raise ExportError(f"{shard}: tensor {hf_name} is unexpected or repeated")
+                    dtype = tensors.get_slice(hf_name).get_dtype()
+                    if dtype == "BF16":
+                        value = _bf16(shard, hf_name)
+                    elif dtype in ("F32", "F16"):
+                        value = tensors.get_tensor(hf_name)
+                    else:
+                        raise ExportError(f"{shard}: tensor {hf_name} has dtype {dtype} (F32, F16, BF16 only)")
+                    if tuple(value.shape) != shapes[name]:
+                        raise ExportError(f"{shard}: tensor {hf_name} has shape {tuple(value.shape)}, the "
+                                          f"config implies {shapes[name]}")
+                    if name.endswith(".wq"):
+                        value = unpermute(value, header.n_heads)
+                    elif name.endswith(".wk"):
+                        value = unpermute(value, header.n_kv_heads)
+                    sink.write_at(offsets[name], np.ascontiguousarray(value, dtype="<f4").tobytes())
+                    written.add(name)
+        except (SafetensorError, OSError) as error:
+            raise ExportError(f"{shard}: cannot read safetensors ({error})") from None
     missing = [name for name in shapes if name not in written]
     if missing:
         raise ExportError(f"{hf_dir}: tensor {missing[0]} is missing ({len(missing)} missing in all)")
@@ -216,8 +222,12 @@ def tokenizer_source(hf_dir: Path) -> BpeSource:
     raise ExportError(f"{hf_dir}: neither tokenizer.json nor original/tokenizer.model")
 
 
-def export(hf_dir: Path, model_out: Path, tokenizer_out: Path) -> L98Header:
-    """Converts a Hugging Face Llama directory; returns the header written."""
+def export(hf_dir: Path, model_out: Path, tokenizer_out: Path, part_bytes: int | None = None,
+           limit: int = PART_LIMIT) -> L98Header:
+    """Converts a Hugging Face Llama directory; returns the header written. The checkpoint is split into parts
+    of `part_bytes`, or automatically from `limit` bytes (harness/core/parts.py); `model_out` is its first part."""
+    if part_bytes is not None:
+        check_part_bytes(part_bytes, limit)
     config_path = hf_dir / "config.json"
     config = _json(config_path)
     header = header_from_config(config, config_path)
@@ -234,21 +244,22 @@ def export(hf_dir: Path, model_out: Path, tokenizer_out: Path) -> L98Header:
         eos = eos_list[0]
     stops = [i for i in dict.fromkeys([*eos_list, *stops]) if i != eos and 0 <= i < len(source.tokens)]
     # Both files are written beside their targets and renamed at the end, so a refusal halfway leaves nothing.
-    parts = [model_out.with_name(model_out.name + ".part"), tokenizer_out.with_name(tokenizer_out.name + ".part")]
+    temp = tokenizer_out.with_name(tokenizer_out.name + ".part")
     try:
-        write_bpe(parts[1], source, bos, eos, stops)
-        write_weights(hf_dir, header, parts[0])
-        parts[0].replace(model_out)
-        parts[1].replace(tokenizer_out)
+        write_bpe(temp, source, bos, eos, stops)
+        with PartsWriter(model_out, header.offsets()[1], part_bytes, limit) as sink:
+            write_weights(hf_dir, header, sink)
+        temp.replace(tokenizer_out)
     finally:
-        for part in parts:
-            part.unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
     return header
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    header = export(Path(args.hf_dir), Path(args.output), Path(args.tokenizer))
-    print(f"wrote {args.output} (dim={header.dim} layers={header.n_layers} heads={header.n_heads}/"
+    header = export(Path(args.hf_dir), Path(args.output), Path(args.tokenizer), part_bytes_from_mb(args.part_mb))
+    split = len(part_paths(Path(args.output)))
+    parts = f" in {split} parts" if split > 1 else ""
+    print(f"wrote {args.output}{parts} (dim={header.dim} layers={header.n_layers} heads={header.n_heads}/"
           f"{header.n_kv_heads} vocab={header.vocab_size}) and {args.tokenizer}")
     return 0
 
@@ -262,4 +273,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("hf_dir", metavar="HF_DIR")
     parser.add_argument("-o", dest="output", metavar="MODEL.bin", required=True)
     parser.add_argument("-z", dest="tokenizer", metavar="TOKENIZER.bin", required=True)
+    add_part_mb_option(parser)
     parser.set_defaults(func=_cmd_export)

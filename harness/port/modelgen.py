@@ -15,9 +15,7 @@ once on BOS, and the byte tokens' (x0.5) so they appear now and then without dom
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 
 from harness.core.atomic import write_atomically
 from harness.core.errors import HarnessError
+from harness.core.parts import PART_LIMIT, PartsWriter, part_sizes
 from harness.core.paths import cache_dir
 from harness.oracle.checkpoint import ModelConfig
 
@@ -217,11 +216,14 @@ def _weight_blocks(shape: ModelShape, seed: int) -> Iterable[tuple[str, int, np.
         yield from rows("classifier", v, d, vocab, vocab_scale)
 
 
-def write_checkpoint(path: str | Path, shape: ModelShape, seed: int, version: int = 0) -> Path:
+def write_checkpoint(path: str | Path, shape: ModelShape, seed: int, version: int = 0,
+                     part_bytes: int | None = None, limit: int = PART_LIMIT) -> Path:
     """Write a llama2.c checkpoint (legacy v0 or v1) with seeded random weights; same seed, same weights.
 
     Streamed: blocks are drawn in random_weights' order and written at their place in the file (v1 stores the
     tensors in another order than they are drawn), so memory stays at a few blocks whatever the model's size.
+    Split into parts (harness/core/parts.py) of `part_bytes`, or automatically when the file reaches `limit`
+    (the 1B shape's 4.9 GB); returns the first part's path.
     """
     header, layout = _file_layout(shape, version)
     offsets, offset = {}, len(header)
@@ -229,25 +231,14 @@ def write_checkpoint(path: str | Path, shape: ModelShape, seed: int, version: in
         offsets[name] = offset
         offset += 4 * int(np.prod(dims))
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part",
-                                         delete=False)
-    temp = Path(handle.name)
-    try:
-        with handle:
-            handle.write(header)
-            handle.truncate(offset)
-            for name, first, block in _weight_blocks(shape, seed):
-                handle.seek(offsets[name] + 4 * first)
-                handle.write(np.ascontiguousarray(block, "<f4").tobytes())
-            if version == 0:
-                cos, sin = _rope_tables(shape)
-                for name, table in (("cos", cos), ("sin", sin)):
-                    handle.seek(offsets[name])
-                    handle.write(np.ascontiguousarray(table, "<f4").tobytes())
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
+    with PartsWriter(target, offset, part_bytes, limit) as out:
+        out.write_at(0, header)
+        for name, first, block in _weight_blocks(shape, seed):
+            out.write_at(offsets[name] + 4 * first, np.ascontiguousarray(block, "<f4").tobytes())
+        if version == 0:
+            cos, sin = _rope_tables(shape)
+            for name, table in (("cos", cos), ("sin", sin)):
+                out.write_at(offsets[name], np.ascontiguousarray(table, "<f4").tobytes())
     return target
 
 
@@ -310,10 +301,11 @@ def shape_named(name_or_shape: str | ModelShape) -> ModelShape:
 
 
 def cached_checkpoint(name_or_shape: str | ModelShape, seed: int = 0, version: int = 0) -> Path:
-    """A generated checkpoint of this shape and seed, built once into cache_dir("models") and reused."""
+    """A generated checkpoint of this shape and seed, built once into cache_dir("models") and reused; the path of
+    its first part (harness/core/parts.py)."""
     shape = shape_named(name_or_shape)
     path = cache_dir("models") / f"gen{GENERATOR_VERSION}-{shape.slug()}-seed{seed}-v{version}.bin"
-    if not path.is_file():
+    if not path.is_file() or max(part_sizes(path)) >= PART_LIMIT:  # absent, or cached before files were split
         write_checkpoint(path, shape, seed, version)
     return path
 

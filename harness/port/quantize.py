@@ -17,8 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.core.atomic import write_atomically
 from harness.core.errors import HarnessError, UsageError
+from harness.core.parts import (
+    PART_LIMIT,
+    add_part_mb_option,
+    check_part_bytes,
+    logical_size,
+    part_bytes_from_mb,
+    part_paths,
+    write_parts,
+)
 from harness.oracle.checkpoint import Checkpoint, ModelConfig, Weights, load_checkpoint
 from harness.oracle.quant import Q8Tensor, pack_ternary, quantize_q80, quantize_ternary
 from harness.oracle.quantized_checkpoint import (
@@ -124,24 +132,29 @@ def load_float_checkpoint(path: Path) -> Checkpoint:
 
 
 def quantize_file(src: Path, out: Path, to: str, group_size: int | None = None,
-                  int8_classifier: bool = False) -> Path:
-    """Convert float32 checkpoint `src` into `out` (Q8_0 or ternary); returns `out`."""
+                  int8_classifier: bool = False, part_bytes: int | None = None, limit: int = PART_LIMIT) -> Path:
+    """Convert float32 checkpoint `src` (its first part) into `out` (Q8_0 or ternary), split into parts of
+    `part_bytes` or automatically from `limit` bytes (harness/core/parts.py); returns `out`, the first part."""
     checkpoint = load_float_checkpoint(src)
     config, weights = checkpoint.config, checkpoint.weights
+    if part_bytes is not None:
+        check_part_bytes(part_bytes, limit)  # before any work
     if to == "q8_0":
         group = group_size or default_group_size(config.dim, config.hidden_dim)
-        return write_atomically(out, q8_0_chunks(config, weights, group))
+        write_parts(out, q8_0_chunks(config, weights, group), part_bytes, limit)
+        return out
     if to == "ternary":
         if group_size is not None:
             raise UsageError("--group-size applies to q8_0 only (ternary has one scale per tensor)")
-        return write_atomically(out, ternary_chunks(config, weights, int8_classifier=int8_classifier))
+        write_parts(out, ternary_chunks(config, weights, int8_classifier=int8_classifier), part_bytes, limit)
+        return out
     raise UsageError(f"unknown quantization {to!r}: choose one of {', '.join(QUANT_TYPES)}")
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
     out = quantize_file(Path(args.input), Path(args.output), args.to, args.group_size,
-                        args.classifier == "int8")
-    print(out)
+                        args.classifier == "int8", part_bytes_from_mb(args.part_mb))
+    print("\n".join(str(path) for path in part_paths(out)))
     return 0
 
 
@@ -159,6 +172,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="Q8_0 group size (default: the largest up to 64 dividing dim and hidden_dim)")
     parser.add_argument("--classifier", choices=("fp32", "int8"), default="int8",
                         help="ternary: store the classifier int8, one scale per row (default), or keep it float32")
+    add_part_mb_option(parser)
     parser.set_defaults(func=_cmd_quantize)
 
 
@@ -173,7 +187,7 @@ def cached_quantized(src: Path, to: str, int8_classifier: bool = True) -> Path:
     stat = src.stat()
     int8_classifier = int8_classifier and to == "ternary"
     suffix = "-cls8" if int8_classifier else ""
-    path = cache_dir("models") / f"{src.stem}-{stat.st_size}-{int(stat.st_mtime)}-{to}{suffix}.bin"
+    path = cache_dir("models") / f"{src.stem}-{logical_size(src)}-{int(stat.st_mtime)}-{to}{suffix}.bin"
     if not path.is_file():
         quantize_file(src, path, to, int8_classifier=int8_classifier)
     return path
@@ -196,4 +210,5 @@ def write_ternary_model(path: Path, shape: ModelConfig, seed: int = 0, ffn: str 
         rng = np.random.default_rng(seed + 1)
         sub_att = np.float32(1.0) + rng.standard_normal((shape.n_layers, shape.dim), dtype=np.float32) * 0.1
         sub_ffn = np.float32(1.0) + rng.standard_normal((shape.n_layers, shape.hidden_dim), dtype=np.float32) * 0.1
-    return write_atomically(Path(path), ternary_chunks(gen_shape, weights, ffn, int8_classifier, sub_att, sub_ffn))
+    write_parts(Path(path), ternary_chunks(gen_shape, weights, ffn, int8_classifier, sub_att, sub_ffn))
+    return Path(path)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.core.parts import logical_crc32
 
 HEADER_PREFIX = b"llama98 report "
 SUPPORTED_VERSION = 1
@@ -43,6 +44,31 @@ class FileRecord:
         value = self.fields.get(key)
         return int(value) if value is not None and _is_int(value) else None
 
+    @property
+    def parts(self) -> int | None:
+        """`parts=N` of the model line: how many files the checkpoint was read from (harness/core/parts.py);
+        None when the port did not say (reports before issue 14)."""
+        return self.int_field("parts")
+
+
+MEMORY_SOURCES = ("option", "os", "none")
+
+
+@dataclass(frozen=True)
+class MemoryRecord:
+    """The `memory` line: how the port shared its memory budget between resident and streamed weights.
+
+    budget: bytes the port allowed itself; resident: weight bytes kept in memory; streamed: weight bytes read
+    from the checkpoint on every token; buffer: bytes of the buffer streamed weights pass through; source: where
+    the budget came from (`option` the command line, `os` the memory the OS reported, `none` no limit known).
+    """
+
+    budget: int
+    resident: int
+    streamed: int
+    buffer: int
+    source: str
+
 
 @dataclass(frozen=True)
 class TimerRecord:
@@ -55,6 +81,8 @@ class TokenRecord:
     pos: int
     id: int
     ticks: int
+    read_bytes: int | None = None  # `read=`: checkpoint bytes read during this step (streamed weights)
+    io_ticks: int | None = None  # `io=`: the ticks of this step spent reading them (the rest is arithmetic)
 
 
 @dataclass(frozen=True)
@@ -63,6 +91,8 @@ class DoneRecord:
     ticks: int
     hz: int
     status: str
+    peak_bytes: int | None = None  # `peak=`: the most bytes the port had allocated at once
+    read_bytes: int | None = None  # `read=`: checkpoint bytes read after loading, over the whole run
 
 
 @dataclass
@@ -78,10 +108,21 @@ class Report:
     tokens: list[TokenRecord] = field(default_factory=list)
     done: DoneRecord | None = None
     source: str = "report"
+    memory: MemoryRecord | None = None  # None: the port printed no `memory` line
 
     @property
     def token_ids(self) -> list[int]:
         return [record.id for record in self.tokens]
+
+    @property
+    def peak_bytes(self) -> int | None:
+        """The port's peak allocation (`done peak=`), None when not reported or the run is incomplete."""
+        return self.done.peak_bytes if self.done else None
+
+    @property
+    def read_bytes(self) -> int | None:
+        """Checkpoint bytes read after loading (`done read=`), None when not reported or the run is incomplete."""
+        return self.done.read_bytes if self.done else None
 
     @property
     def complete(self) -> bool:
@@ -95,6 +136,29 @@ class Report:
         if ticks <= 0 or self.timer.hz <= 0:
             return None
         return (len(self.tokens) - 1) * self.timer.hz / ticks
+
+
+def describe_memory(report: Report) -> str | None:
+    """One line on how the port used memory (budget, resident and streamed weights, peak, bytes read), or None
+    for a report without a `memory` line (a port before issue 14)."""
+    memory = report.memory
+    if memory is None:
+        return None
+    mib = 1024 * 1024
+    budget = f"{memory.budget / mib:.1f} MiB ({memory.source})" if memory.source != "none" else "none known"
+    line = (f"memory: budget {budget}, weights resident {memory.resident / mib:.1f} MiB, streamed "
+            f"{memory.streamed / mib:.1f} MiB per token")
+    if memory.buffer:
+        line += f" through a {memory.buffer / 1024:.0f} KiB buffer"
+    if report.peak_bytes is not None:
+        line += f"; peak allocation {report.peak_bytes / mib:.1f} MiB"
+    if report.read_bytes is not None:
+        line += f"; {report.read_bytes / 1e6:.1f} MB read from the checkpoint over the run"
+    io = [t.io_ticks for t in report.tokens if t.io_ticks is not None]
+    ticks = sum(t.ticks for t in report.tokens)
+    if io and ticks > 0:
+        line += f" ({100.0 * sum(io) / ticks:.0f}% of the steps' time reading)"
+    return line
 
 
 def _is_int(value: str) -> bool:
@@ -148,6 +212,23 @@ class _Line:
         except ValueError:
             raise self._fail(f"{key}={value!r} is not hex") from None
 
+    def byte_count(self, key: str) -> int:
+        value = self.integer(key)
+        if value < 0:
+            raise self._fail(f"{key}={value} is negative")
+        return value
+
+    def optional_byte_count(self, key: str) -> int | None:
+        """A field older ports do not print: None when absent, an error when it is not a byte count."""
+        return self.byte_count(key) if key in self.fields else None
+
+    def memory_record(self) -> MemoryRecord:
+        source = self.text("source")
+        if source not in MEMORY_SOURCES:
+            raise self._fail(f"source={source!r} is not one of {', '.join(MEMORY_SOURCES)}")
+        return MemoryRecord(self.byte_count("budget"), self.byte_count("resident"), self.byte_count("streamed"),
+                            self.byte_count("buffer"), source)
+
     def id_list(self, key: str) -> list[int]:
         value = self.text(key)
         try:
@@ -159,6 +240,8 @@ class _Line:
         crc_text = self.text("crc32")
         if len(crc_text) != 8:
             raise self._fail(f"crc32={crc_text!r} is not 8 hex digits")
+        if "parts" in self.fields and self.integer("parts") < 1:
+            raise self._fail(f"parts={self.fields['parts']} is not a positive count")
         return FileRecord(self.integer("bytes"), self.integer("crc32", 16), dict(self.fields))
 
 
@@ -185,8 +268,9 @@ def parse_report(data: bytes | str, source: str = "report") -> Report:
         kind = words[0]
         record = _Line(kind, line_no, _fields(line_no, words[1:], source), source)
         if kind == "token":
-            tokens.append(TokenRecord(record.integer("pos"), record.integer("id"), record.integer("ticks")))
-        elif kind in ("args", "model", "tokenizer", "timer", "prompt", "done"):
+            tokens.append(TokenRecord(record.integer("pos"), record.integer("id"), record.integer("ticks"),
+                                      record.optional_byte_count("read"), record.optional_byte_count("io")))
+        elif kind in ("args", "model", "tokenizer", "memory", "timer", "prompt", "done"):
             if kind in singles:
                 raise ReportError(f"{source}: line {line_no}: second {kind} record")
             if "done" in singles:
@@ -211,9 +295,11 @@ def parse_report(data: bytes | str, source: str = "report") -> Report:
     done = None
     if "done" in singles:
         d = singles["done"]
-        done = DoneRecord(d.integer("tokens"), d.integer("ticks"), d.integer("hz"), d.text("status"))
+        done = DoneRecord(d.integer("tokens"), d.integer("ticks"), d.integer("hz"), d.text("status"),
+                          d.optional_byte_count("peak"), d.optional_byte_count("read"))
+    memory = singles["memory"].memory_record() if "memory" in singles else None
     return Report(SUPPORTED_VERSION, args, singles["model"].file_record(), singles["tokenizer"].file_record(),
-                  timer, prompt_ids, tokens, done, source)
+                  timer, prompt_ids, tokens, done, source, memory)
 
 
 def split_stdout(stdout: bytes, source: str = "stdout") -> tuple[bytes, Report]:
@@ -265,9 +351,16 @@ def format_report(
     timer_source: str = "clock",
     hz: int = 1000000,
     ticks: list[int] | None = None,
+    memory: MemoryRecord | None = None,
+    token_reads: list[int] | None = None,
+    token_io: list[int] | None = None,
+    peak_bytes: int | None = None,
+    read_bytes: int | None = None,
 ) -> str:
-    """Write a report in the port's format (used by the oracle's own `-r` and to build test reports)."""
-    model_size, model_crc = file_crc32(model_path)
+    """Write a report in the port's format (used by the oracle's own `-r` and to build test reports); the
+    `memory` line and the `read=`/`io=`/`peak=` fields only when given (the `model` line's `parts=` is a model field).
+    The model's `bytes`/`crc32` are those of the logical file (every part)."""
+    model_size, model_crc = logical_crc32(Path(model_path))
     tok_size, tok_crc = file_crc32(tokenizer_path)
     ticks = ticks if ticks is not None else [0] * len(token_ids)
     prompt_hex = prompt.hex() if prompt else "-"
@@ -277,9 +370,19 @@ def format_report(
         f"args temperature={temperature:f} topp={topp:f} seed={seed} steps={steps} prompt_hex={prompt_hex}",
         f"model bytes={model_size} crc32={model_crc:08x} {model_text}",
         f"tokenizer bytes={tok_size} crc32={tok_crc:08x} max_token_length={max_token_length}",
+    ]
+    if memory is not None:
+        lines.append(f"memory budget={memory.budget} resident={memory.resident} streamed={memory.streamed} "
+                     f"buffer={memory.buffer} source={memory.source}")
+    lines += [
         f"timer source={timer_source} hz={hz}",
         f"prompt tokens={len(prompt_ids)} ids={','.join(str(i) for i in prompt_ids)}",
     ]
-    lines += [f"token pos={pos} id={tid} ticks={tick}" for pos, (tid, tick) in enumerate(zip(token_ids, ticks))]
-    lines.append(f"done tokens={len(token_ids)} ticks={sum(ticks)} hz={hz} status=ok")
+    for pos, (tid, tick) in enumerate(zip(token_ids, ticks)):
+        read = f" read={token_reads[pos]}" if token_reads is not None else ""
+        io = f" io={token_io[pos]}" if token_io is not None else ""
+        lines.append(f"token pos={pos} id={tid} ticks={tick}{read}{io}")
+    done_extra = "".join(f" {key}={value}" for key, value in (("peak", peak_bytes), ("read", read_bytes))
+                         if value is not None)
+    lines.append(f"done tokens={len(token_ids)} ticks={sum(ticks)} hz={hz} status=ok{done_extra}")
     return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ from pathlib import Path
 from harness.core.artifacts import ArtifactDir
 from harness.core.errors import HarnessError
 from harness.core.lifecycle import StartStop
+from harness.core.parts import MAX_PART_INDEX, check_port_readable, logical_size, part_name, part_paths
 from harness.guests.resolve import resolve_guest
 from harness.oracle.checkpoint import load_checkpoint
 from harness.port.models import ModelChoice
@@ -109,12 +110,15 @@ class ProgramRun:
 
 @dataclass
 class InjectedModel:
-    """A model and tokenizer inside the guest, with the transfers that put them there."""
+    """A model and tokenizer inside the guest, with the transfers that put them there. `checkpoint` is the
+    first part's guest path (what the port is given); `model_parts` every part's, in order
+    (harness/core/parts.py)."""
 
     choice: ModelChoice
     checkpoint: str
     tokenizer: str
     fetches: list[FetchResult] = field(default_factory=list)
+    model_parts: list[str] = field(default_factory=list)
 
 
 def port_target(profile: GuestProfile) -> str:
@@ -142,11 +146,14 @@ def describe_exit(exit_code: int) -> str:
     return f"exit code {exit_code}"
 
 
-def run_timeout(choice: ModelChoice, steps: int, scale: float, calibration: Calibration | None = None) -> float:
+def run_timeout(choice: ModelChoice, steps: int, scale: float, calibration: Calibration | None = None,
+                streamed: bool = False) -> float:
     """How long a port run may take: harness/run/timeouts.py's formula with this profile's measured speeds (or
-    the pessimistic floors when none were measured)."""
+    the pessimistic floors when none were measured), for the logical size of a checkpoint split in parts;
+    `streamed`: the port reads its weights from disk every token (a model bigger than the guest's RAM)."""
     config = load_checkpoint(choice.checkpoint).config
-    return (calibration or Calibration("none")).run_timeout(config, choice.checkpoint.stat().st_size, steps, scale)
+    return (calibration or Calibration("none")).run_timeout(config, logical_size(choice.checkpoint), steps, scale,
+                                                            streamed)
 
 
 class Session(StartStop):
@@ -249,12 +256,38 @@ class Session(StartStop):
         return result
 
     def inject_model(self, choice: ModelChoice, mode: str | None = None) -> InjectedModel:
-        """Put a checkpoint and its tokenizer into the guest (refusing a model the guest RAM cannot hold)."""
+        """Put a checkpoint (every part, named by the profile's model name and harness/core/parts.py's rule) and
+        its tokenizer into the guest, each verified by checksum. A model bigger than the guest's RAM is fine:
+        the port streams it; a part of 2 GiB or more is refused before any transfer (the port cannot seek in it).
+        """
+        check_port_readable(choice.checkpoint)
         self._check_undeclared_inputs([choice.checkpoint, choice.tokenizer])
         names = self.profile.files.names
-        model = self.fetch(choice.checkpoint, names["model"], must_fit_in_memory=True, mode=mode)
+        parts = part_paths(choice.checkpoint)
+        fetches = [self.fetch(path, part_name(names["model"], index), mode=mode) for index, path in enumerate(parts)]
+        if len(parts) <= MAX_PART_INDEX:  # a part left from an earlier, longer model would be read as this one's
+            self._remove_guest_file(part_name(names["model"], len(parts)))
         tokenizer = self.fetch(choice.tokenizer, names["tokenizer"], mode=mode)
-        return InjectedModel(choice, model.guest_path, tokenizer.guest_path, [model, tokenizer])
+        return InjectedModel(choice, fetches[0].guest_path, tokenizer.guest_path, [*fetches, tokenizer],
+                             [fetch.guest_path for fetch in fetches])
+
+    def _remove_guest_file(self, name: str) -> None:
+        """Delete `name` from the guest's work dir (a missing file is fine)."""
+        guest = self._require_guest()
+        path = guest.guest_path(name)
+        if self.profile.console.kind == "posix-shell":
+            guest.run_checked(f"rm -f {shlex.quote(path)}", 20)
+        else:
+            guest.run_checked(f"!delete {path}", 20)
+
+    def streams_model(self, injected: InjectedModel, budget_bytes: int | None = None) -> bool:
+        """Will the port stream this model's weights from disk: is its logical size above the guest's free RAM, or
+        above `budget_bytes` (the port's -M) when one is given?"""
+        guest = self._require_guest()
+        usable = (guest.machine.memory_mb - self.profile.machine.os_reserved_mb) * 1024 * 1024
+        if budget_bytes is not None:
+            usable = min(usable, budget_bytes)
+        return logical_size(injected.choice.checkpoint) > usable
 
     def _check_undeclared_inputs(self, files: list[Path]) -> None:
         """Refuse, before any transfer, files not declared in SessionOptions.inputs that would not fit."""
@@ -275,7 +308,8 @@ class Session(StartStop):
         argv = [self.binary_path,
                 *args.argv(injected.checkpoint, injected.tokenizer, self.profile.console.encoding, cli)]
         command = " ".join(quote_argument(self.profile, part) for part in argv)
-        limit = timeout or run_timeout(injected.choice, args.steps, self.options.timeout_scale, self.calibration)
+        limit = timeout or run_timeout(injected.choice, args.steps, self.options.timeout_scale, self.calibration,
+                                       self.streams_model(injected))
         log.info(f"running {what} in the guest ({args.steps} steps, timeout {limit:.0f} s)")
         if self.profile.console.kind == "agent98":
             # agent98 kills a program after its own per-command timeout (3600 s by default): align it with ours.
