@@ -16,8 +16,15 @@ import pytest
 from harness.port.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
 from harness.port.quantize import quantize_file, write_ternary_model
 from tests.hf_llama import make_hf_dir
-from tests.port_helpers import PortReport, fixture, parse_report, run_port
-from tests.port_helpers import asan_bin, native_bin, tiny686_bin  # noqa: F401
+from tests.port_helpers import (  # noqa: F401
+    PortReport,
+    asan_bin,
+    fixture,
+    native_bin,
+    parse_report,
+    run_port,
+    tiny686_bin,
+)
 
 MIB = 1 << 20
 ARGS = ["-t", "0", "-n", "40", "-i", "Once upon a time"]
@@ -122,7 +129,7 @@ def test_streamed_run_prints_the_resident_text_and_reads_what_it_streams(fmt: st
 
 @pytest.mark.parametrize("fmt", ["v0-unshared", "q8_0-unshared-32000", "ternary-int8-classifier"])
 def test_tiny_budget_streams_everything_and_still_agrees(fmt: str, native_bin: Path,  # noqa: F811
-                                                         tiny686_bin: Path, tmp_path: Path) -> None:
+                                                         tiny686_bin: Path, tmp_path: Path) -> None:  # noqa: F811
     """The smallest budget that holds the run state: every matrix streams in small chunks (the x87 build too)."""
     model, tokenizer = FORMATS[fmt](tmp_path)
     for binary in (native_bin, tiny686_bin):

@@ -150,7 +150,8 @@ def llama98_run(guest: Session, pytestconfig: pytest.Config) -> Callable[..., Ou
     """Run the guest's binary and judge it: `llama98_run(model="stories260K", steps=.., temperature=.., ...)`.
 
     Injects the model and tokenizer (FTP, checksum-verified), runs the binary under test (our port, or the
-    `--llama98-binary` in the `--llama98-cli` style) and judges it with the oracle. Returns a
+    `--llama98-binary` in the `--llama98-cli` style; `budget_mb` is our port's -M memory budget) and judges it
+    with the oracle. Returns a
     harness.run.judged.Outcome: `ok`, `verdict`, `level` ("token-level"/"text-level"), `text`, `tok_s`,
     `wall_seconds`, `artifacts`, and for our port `report` and `run`; the test asserts on it.
     """
@@ -162,10 +163,10 @@ def llama98_run(guest: Session, pytestconfig: pytest.Config) -> Callable[..., Ou
 
     def run(model: str = "stories260K", tokenizer: str | None = None, temperature: float = 0.0, topp: float = 0.9,
             seed: int = 42, steps: int = 200, prompt: bytes | str | None = None,
-            ftp_mode: str | None = None) -> Outcome:
+            ftp_mode: str | None = None, budget_mb: float | None = None) -> Outcome:
         choice = choose_model(model, tokenizer, allow_download=False)
         injected = guest.inject_model(choice, mode=ftp_mode)
         prompt_bytes = prompt.encode("utf-8") if isinstance(prompt, str) else prompt
-        return run_and_judge(guest, injected, PortArgs(temperature, topp, seed, steps, prompt_bytes), cli)
+        return run_and_judge(guest, injected, PortArgs(temperature, topp, seed, steps, prompt_bytes, budget_mb), cli)
 
     return run

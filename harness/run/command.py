@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness.core.errors import UsageError
 from harness.port.models import DEFAULT_MODEL, choose_model
+from harness.port.report import describe_memory
 from harness.run.judged import CLI_STYLES, choose_cli, run_and_judge
 from harness.run.session import PortArgs, Session, SessionOptions
 

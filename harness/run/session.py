@@ -309,7 +309,8 @@ class Session(StartStop):
                 *args.argv(injected.checkpoint, injected.tokenizer, self.profile.console.encoding, cli)]
         command = " ".join(quote_argument(self.profile, part) for part in argv)
         limit = timeout or run_timeout(injected.choice, args.steps, self.options.timeout_scale, self.calibration,
-                                       self.streams_model(injected))
+                                       self.streams_model(injected, None if args.budget_mb is None
+                                                          else int(args.budget_mb * 1024 * 1024)))
         log.info(f"running {what} in the guest ({args.steps} steps, timeout {limit:.0f} s)")
         if self.profile.console.kind == "agent98":
             # agent98 kills a program after its own per-command timeout (3600 s by default): align it with ours.

@@ -69,10 +69,6 @@ void wfile_open(WFile *w, const char *path)
         w->start[i + 1] = w->start[i] + (double)size;
         w->parts = i + 1;
     }
-    if (w->parts == WFILE_MAX_PARTS) {
-        part_name(w, WFILE_MAX_PARTS - 1);
-        fatal("checkpoint %s has more than %d parts (the last is %s)", path, WFILE_MAX_PARTS - 1, w->name);
-    }
     w->size = w->start[w->parts];
 }
 
