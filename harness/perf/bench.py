@@ -29,8 +29,11 @@ from harness.perf.measure import (
     workload,
     workload_names,
 )
+from harness.perf.projection import TokenCosts
+from harness.perf.projection import describe as describe_projection
 from harness.perf.results import read_result, record_run, summary, write_json
 from harness.port.build import build_port
+from harness.port.report import Report
 from harness.run.judged import choose_cli
 
 log = logging.getLogger(__name__)
@@ -61,20 +64,38 @@ def bench_model(name: str, mode: str, *, vm: str | None, profile: str, binary: P
                             timeout_scale=timeout_scale)
         run = runs[0]
         assert run.report is not None  # our port's run (cli llama98), checked above
-        return {"guest_ipt": run.guest_ipt(load.short_steps, load.long_steps), "icount_shift": icount_shift,
-                "weight_bytes": traffic,
-                "tok_s": run.tok_s, "ticks": report_ticks(run.report), "timer": run.report.timer.source,
-                "hz": run.report.timer.hz, "tokens": len(run.report.tokens),
-                "positions": [load.short_steps, load.long_steps], "host_wall_s": run.host_seconds}, run.profile
+        figures: dict[str, object] = {
+            "guest_ipt": run.guest_ipt(load.short_steps, load.long_steps), "icount_shift": icount_shift,
+            "weight_bytes": traffic, "tok_s": run.tok_s, "ticks": report_ticks(run.report),
+            "timer": run.report.timer.source, "hz": run.report.timer.hz, "tokens": len(run.report.tokens),
+            "positions": [load.short_steps, load.long_steps], "host_wall_s": run.host_seconds}
+        figures.update(memory_figures(run.report, load.short_steps, load.long_steps))
+        return figures, run.profile
     runs = run_in_guest(binary, load, vm=vm, profile=profile, runs=repeat,
                         steps=WALL_STEPS[load.name.split(":")[0]], timeout_scale=timeout_scale, cli=cli)
-    figures: dict[str, object] = {"tok_s": summary([run.tok_s for run in runs]),
-                                  "host_wall_s": summary([run.host_seconds for run in runs]), "repeat": repeat,
-                                  "weight_bytes": traffic, "cli": cli}
+    wall: dict[str, object] = {"tok_s": summary([run.tok_s for run in runs]),
+                               "host_wall_s": summary([run.host_seconds for run in runs]), "repeat": repeat,
+                               "weight_bytes": traffic, "cli": cli}
     report = runs[0].report
     if report is not None:
-        figures.update(timer=report.timer.source, hz=report.timer.hz, tokens=len(report.tokens))
-    return figures, runs[0].profile
+        wall.update(timer=report.timer.source, hz=report.timer.hz, tokens=len(report.tokens))
+    return wall, runs[0].profile
+
+
+def memory_figures(report: Report, short: int, long: int) -> dict[str, object]:
+    """How the run used memory and disk over the measured positions: the budget and the split between resident and
+    streamed weights, the peak allocation, and per token the bytes read, guest seconds and the share reading."""
+    memory = report.memory
+    if memory is None:
+        return {}
+    measured = report.tokens[short:long]
+    hz = report.timer.hz
+    ticks = sum(token.ticks for token in measured)
+    io = sum(token.io_ticks or 0 for token in measured)
+    return {"budget": memory.budget, "budget_source": memory.source, "resident_bytes": memory.resident,
+            "streamed_bytes": memory.streamed, "peak_bytes": report.peak_bytes,
+            "bytes_read_per_token": sum(token.read_bytes or 0 for token in measured) / len(measured),
+            "guest_s_per_token": ticks / hz / len(measured), "io_s_per_token": io / hz / len(measured)}
 
 
 def _number(value: object) -> float:
@@ -89,13 +110,34 @@ def _line(name: str, mode: str, figures: dict[str, object]) -> str:
         return (f"{name:18} host-ipt {_number(figures['host_ipt']) / 1e6:9.4f} M instr/token{traffic} "
                 f"(callgrind, tiny686 build)")
     if mode == "icount":
-        return (f"{name:18} guest-ipt {_number(figures['guest_ipt']) / 1e6:9.4f} M instr/token{traffic} "
+        line = (f"{name:18} guest-ipt {_number(figures['guest_ipt']) / 1e6:9.4f} M instr/token{traffic} "
                 f"(icount shift={figures['icount_shift']}), tok/s {_number(figures['tok_s']):.2f} in guest time, "
                 f"host wall {_number(figures['host_wall_s']):.1f} s")
+        if _number(figures.get("streamed_bytes", 0)) > 0:
+            line += "\n" + "\n".join(streamed_lines(name, figures))
+        return line
     tok_s = figures["tok_s"]
     assert isinstance(tok_s, dict)
     return (f"{name:18} tok/s median {tok_s['median']:.2f} (range {tok_s['min']:.2f}-{tok_s['max']:.2f}, "
             f"{len(tok_s['samples'])} runs){traffic}")
+
+
+def streamed_lines(name: str, figures: dict[str, object]) -> list[str]:
+    """A streamed model's table rows (guest time per token, the part reading, bytes read, peak memory) and its
+    projection on a Pentium II 350 (harness/perf/projection.py)."""
+    mib = 1024 * 1024
+    rows = [
+        f"    guest time per token   {_number(figures['guest_s_per_token']):10.2f} s (reading weights "
+        f"{_number(figures['io_s_per_token']):.2f} s; -icount guest time)",
+        f"    instructions per token {_number(figures['guest_ipt']) / 1e9:10.3f} G (arithmetic, reading excluded)",
+        f"    bytes read per token   {_number(figures['bytes_read_per_token']) / 1e6:10.1f} MB",
+        f"    peak memory            {_number(figures['peak_bytes']) / mib:10.1f} MiB (budget "
+        f"{_number(figures['budget']) / mib:.1f} MiB from {figures['budget_source']}; resident weights "
+        f"{_number(figures['resident_bytes']) / mib:.1f} MiB)",
+    ]
+    costs = TokenCosts(_number(figures["guest_ipt"]), _number(figures["bytes_read_per_token"]),
+                       _number(figures["weight_bytes"]))
+    return rows + ["    " + line for line in describe_projection(name, costs)]
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -153,7 +195,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--vm", metavar="IMAGE", default=None, help="guest image (default: the built-in tiny686)")
     parser.add_argument("--profile", default="auto", help="guest profile: tiny686, win98 or auto (default)")
     parser.add_argument("--models", default="260K",
-                        help="comma-separated: 260K, 15M-shape, each optionally :q8_0 or :ternary (default 260K)")
+                        help="comma-separated: 260K, 15M-shape, 110M-shape, 1B-shape, each optionally :q8_0 or "
+                             ":ternary (default 260K); the last two stream from disk in a 128 MB guest")
     parser.add_argument("--mode", choices=MODES, default="icount",
                         help="icount (deterministic guest instructions/token; default), wall (tok/s, repeated) "
                              "or host (callgrind, no VM)")
