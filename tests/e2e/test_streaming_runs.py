@@ -36,7 +36,7 @@ def _run_110m(vm_image: tuple[str, Path], artifacts: Path, memory_mb: int | None
                              inputs=(choice.checkpoint, choice.tokenizer), memory_mb=memory_mb)
     with Session(options) as session:
         injected = session.inject_model(choice)
-        run = session.run_port(injected, PortArgs(temperature=0.0, steps=6))
+        run = session.run_port(injected, PortArgs(temperature=0.0, steps=4))
         check = check_run(choice, run.text, run.report)
         assert check.ok, str(check)
         command_line = session.artifacts.command_line.read_text()
