@@ -111,3 +111,27 @@ def test_wine_generated_shapes_match_native(name: str, win32_exe: Path, native_b
     assert windows.returncode == 0, windows.stderr[-500:]
     assert native.returncode == 0 and len(native.stdout) > 1
     assert windows.stdout == native.stdout
+
+
+def test_wine_streams_a_split_checkpoint_like_native(win32_exe: Path, native_bin: Path,  # noqa: F811
+                                                     tmp_path: Path) -> None:
+    """msvcrt's fseek/fread over MODEL.BIN + MODEL.B01 + MODEL.B02 under a -M budget, and GlobalMemoryStatus for
+    the default budget: the same text as the native build, every streamed byte read once per token."""
+    from tests.test_port_streaming import split_by_rule
+
+    parts = split_by_rule(fixture("stories260K.bin"), tmp_path, "MODEL.BIN", 3)
+    extra = ["-t", "0", "-n", "30", "-i", "The dog"]
+    native = run_port(native_bin, stories_args(*extra))
+    for budget in ([], ["-M", "0.5"]):
+        report = tmp_path / "win.rep"
+        result = _run_wine(win32_exe, [_windows_path(parts[0]), "-z", _windows_path(fixture("tok512.bin")),
+                                       *extra, *budget, "-r", _windows_path(report)])
+        assert result.returncode == 0, result.stderr[-500:]
+        assert result.stdout == native.stdout
+        windows = parse_report(report.read_text())
+        memory = windows.records["memory"]
+        assert windows.records["model"]["parts"] == "3"
+        assert memory["source"] == ("option" if budget else "os")
+        streamed = int(memory["streamed"])
+        assert (streamed > 0) == bool(budget)
+        assert [int(token["read"]) for token in windows.tokens] == [streamed] * 30
