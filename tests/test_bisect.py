@@ -30,15 +30,18 @@ PORT = project_root() / "ports" / "llama98"
 GIT_ID = ["-c", "user.name=Bisect Test", "-c", "user.email=bisect@example.invalid", "-c", "commit.gpgsign=false"]
 
 # A real per-token slowdown: a pass over every weight before each forward step (C89, output unchanged).
-SLOW_ANCHOR = "    embed(x, &w->token_embedding, token, dim);\n"
+SLOW_ANCHOR = "    embed(m, x, &w->token_embedding, token, dim);\n"
 SLOW_CODE = """
     /* Guard against corrupted weights: their sum must be a number. */
     {
-        const float *p = w->token_embedding.f;
-        const float *end = w->rms_final + dim;
+        int t;
         float total = 0.0f;
-        for (; p < end; p++) {
-            total += *p;
+        for (t = 0; t < 7 * c->n_layers; t++) {
+            const float *p = m->layer_tensors[t].f;
+            const float *end = p + (size_t)m->layer_tensors[t].rows * (size_t)m->layer_tensors[t].cols;
+            for (; p < end; p++) {
+                total += *p;
+            }
         }
         if (total != total) {
             return s->logits;
