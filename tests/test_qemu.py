@@ -30,6 +30,7 @@ from harness.vm.machine import Machine, MachineOptions
 from harness.vm.processes import QemuError, QemuLaunchError, live_qemu_pids
 from harness.vm.profile import load_profile
 from harness.vm.snapshots import SNAPSHOT_NAME, SnapshotCache
+from tests.child_signals import take_sigint
 
 
 def _process_gone(pid: int, within: float = 10.0) -> bool:
@@ -222,7 +223,7 @@ _CHILD = textwrap.dedent("""
 
 def _child_with_machine(image: Path, artifacts: ArtifactDir) -> tuple[subprocess.Popen[str], int]:
     child = subprocess.Popen([sys.executable, "-c", _CHILD, str(image), str(artifacts.path)],
-                             stdout=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, text=True, preexec_fn=take_sigint)
     assert child.stdout is not None
     line = child.stdout.readline()
     assert line.strip().isdigit(), f"child did not start QEMU: {line!r}"
@@ -316,7 +317,7 @@ def test_ctrl_c_while_waiting_for_the_guest_stops_qemu_and_the_ftp_server(spinni
     import socket
 
     child = subprocess.Popen([sys.executable, "-c", _CHILD_WAITING, str(spinning_image), str(artifacts.path)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=take_sigint)
     assert child.stdout is not None
     qemu_pid, ftp_port = (int(value) for value in child.stdout.readline().split())
     time.sleep(0.5)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.child_signals import take_sigint
+
 pytestmark = pytest.mark.vm
 
 CLI = [sys.executable, "-m", "harness.cli"]
@@ -73,7 +75,8 @@ def test_sse_binary_fails_with_illegal_instruction_not_a_timeout(vm_image: tuple
 def test_ctrl_c_or_sigterm_stops_qemu_and_exits_130(stop_signal: signal.Signals, tmp_path: Path) -> None:
     artifacts = tmp_path / "art"
     process = subprocess.Popen([*CLI, "run", "--vm", "tiny686", "--artifacts", str(artifacts), "--model",
-                                "15M-shape", "-n", "256"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "15M-shape", "-n", "256"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=take_sigint)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (artifacts / "qemu-cmdline.txt").exists():
         time.sleep(0.2)
