@@ -2,7 +2,8 @@
 
 On a Pentium II the 15M model is bound by memory traffic, not arithmetic, so benchmarks report this beside
 instructions per token. Every matrix is read once per token (wq..w3 of every layer and the classifier), plus one
-embedding row and the norms; the same sum as `weight_bytes_per_token` in ports/llama98/model.c.
+embedding row and the norms. (The port reports what it actually read from disk, `read=` per token; this is the
+traffic through memory whether the weights are resident or streamed.)
 """
 
 from __future__ import annotations

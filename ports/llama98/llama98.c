@@ -286,20 +286,25 @@ typedef struct {
     u64 hz, run_start, first_done, end;
 } Run;
 
+/* The step records a report to stdout keeps until the text is printed,
+ * allocated before the model places its weights so they count against the
+ * memory budget like everything else. */
+static void alloc_records(Run *run, const Args *a)
+{
+    run->report_to_stdout = a->report != NULL && strcmp(a->report, "-") == 0;
+    run->records = NULL;
+    run->n_records = 0;
+    if (run->report_to_stdout) {
+        run->records = (StepRecord *)xmalloc((double)a->steps * sizeof(StepRecord), "the report");
+    }
+}
+
 /* Opens the -r report: a file gets its header now and each token as it is
- * made; "-" (stdout) keeps the records and prints them after the text. */
+ * made; "-" (stdout) prints the records of alloc_records() after the text. */
 static void open_report(Run *run, const Args *a, const u64 *seed, const Model *m, const Vocab *t)
 {
     run->report = NULL;
-    run->report_to_stdout = 0;
-    run->records = NULL;
-    run->n_records = 0;
-    if (a->report == NULL) {
-        return;
-    }
-    if (strcmp(a->report, "-") == 0) {
-        run->report_to_stdout = 1;
-        run->records = (StepRecord *)xmalloc((double)a->steps * sizeof(StepRecord), "the report");
+    if (a->report == NULL || run->report_to_stdout) {
         return;
     }
     run->report = fopen(a->report, "wb");
@@ -465,10 +470,10 @@ static void start_model(Model *model, const Args *a)
     if (a->budget_mb == 0.0) {
         budget = sysmem_available();
         source = budget > 0.0 ? BUDGET_OS : BUDGET_NONE;
+    }
+    if (source == BUDGET_OS) {
         margin = budget / 8.0 > 8388608.0 ? budget / 8.0 : 8388608.0;
-        if (source == BUDGET_OS) {
-            budget = budget - margin > 1048576.0 ? budget - margin : 1048576.0;
-        }
+        budget = budget - margin > 1048576.0 ? budget - margin : 1048576.0;
     }
     model_start(model, a->steps, budget, source);
 }
@@ -528,6 +533,7 @@ int main(int argc, char **argv)
         fatal("the prompt is %d tokens, more than the context -c %d", run.n_prompt, args.context);
     }
     sampler_init(&sampler, model.config.vocab_size, args.temperature, args.topp, &seed);
+    alloc_records(&run, &args);
     start_model(&model, &args);
 
     timer_init();

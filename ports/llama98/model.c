@@ -562,7 +562,7 @@ static void alloc_run_state(Model *m, int positions)
 
 #define STREAM_BUFFER_BYTES 4194304.0 /* rows are read in chunks up to this size */
 #define STREAM_PAD 16.0               /* Q8_0: the scales start on an aligned byte */
-#define LATER_BYTES 65536.0           /* allocations after model_start (report records, prompt) */
+#define LATER_BYTES 65536.0           /* allocations after model_start (stdio, the timer), with room */
 
 /* Bytes one row of t takes in the stream buffer. */
 static double row_bytes(const Tensor *t)
@@ -823,33 +823,6 @@ void model_start(Model *m, int positions, double budget, int budget_source)
     }
 }
 
-/* Bytes of weights one token's forward pass reads: every matrix once, one
- * embedding row, the norms. */
-static double tensor_read_bytes(const Config *c, const Tensor *t, double rows, double cols)
-{
-    (void)c;
-    if (t->type == WT_Q8_0) {
-        return rows * cols * (1.0 + 4.0 / t->group);
-    }
-    if (t->type == WT_TERNARY) {
-        return 4.0 + rows * cols / 4.0;
-    }
-    return 4.0 * rows * cols;
-}
-
-static double weight_bytes_per_token(const Model *m)
-{
-    const Config *c = &m->config;
-    const Weights *w = &m->weights;
-    double D = c->dim, H = c->hidden_dim, L = c->n_layers, K = m->kv_dim, V = c->vocab_size;
-    double n = tensor_read_bytes(c, &w->token_embedding, 1.0, D);
-    n += 4.0 * (2.0 * L * D + D + (c->sub_norms ? L * (D + H) : 0.0));
-    n += L * (2.0 * tensor_read_bytes(c, w->wq, D, D) + 2.0 * tensor_read_bytes(c, w->wk, K, D) +
-              3.0 * tensor_read_bytes(c, w->w1, H, D));
-    n += tensor_read_bytes(c, &w->wcls, V, D);
-    return n;
-}
-
 void model_load(Model *m, const char *path)
 {
     unsigned char header[AK42_HEADER_BYTES];
@@ -906,7 +879,6 @@ void model_load(Model *m, const char *path)
         fatal("checkpoint %s: the weights end at byte %.0f, not at the file's end %.0f", path, end, size);
     }
     m->file_bytes = size;
-    m->weight_bytes_per_token = weight_bytes_per_token(m);
 }
 
 /* Frees what a resident tensor holds. */

@@ -114,7 +114,6 @@ typedef struct {
     double stream_bytes;
     double file_bytes;     /* all parts */
     unsigned long crc32;   /* of every byte of the file, read once at start */
-    double weight_bytes_per_token; /* bytes of weights one forward pass reads */
     double budget;         /* bytes the run may allocate (model_start) */
     int budget_source;     /* BUDGET_* */
     double resident_bytes; /* weights kept in memory */

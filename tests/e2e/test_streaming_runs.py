@@ -30,10 +30,10 @@ def test_a_streamed_run_in_the_guest_is_checked_token_by_token(llama98_run) -> N
     assert [token.read_bytes for token in streamed.run.report.tokens] == [memory.streamed] * 60
 
 
-def _run_110m(vm_image: tuple[str, Path], artifacts: Path, memory_mb: int | None) -> tuple[PortRun, str]:
+def _run_110m(artifacts: Path, memory_mb: int | None) -> tuple[PortRun, str]:
+    """110M-shape in the tiny686 guest with `memory_mb` of RAM (None: the profile's 128), checked by the oracle."""
     choice = choose_model("110M-shape", None, allow_download=False)
-    options = SessionOptions(vm=str(vm_image[1]) if vm_image[0] != "tiny686" else None, artifacts=artifacts,
-                             inputs=(choice.checkpoint, choice.tokenizer), memory_mb=memory_mb)
+    options = SessionOptions(artifacts=artifacts, inputs=(choice.checkpoint, choice.tokenizer), memory_mb=memory_mb)
     with Session(options) as session:
         injected = session.inject_model(choice)
         run = session.run_port(injected, PortArgs(temperature=0.0, steps=4))
@@ -47,7 +47,7 @@ def test_110m_shape_streams_in_a_128mb_guest_and_matches_a_resident_run(vm_image
                                                                          tmp_path: Path) -> None:
     if vm_image[0] != "tiny686":
         pytest.skip("the 128 MB vs 1024 MB comparison uses the tiny686 guest's RAM sizes")
-    streamed, small = _run_110m(vm_image, tmp_path / "small", None)
+    streamed, small = _run_110m(tmp_path / "small", None)
     assert " -m 128 " in small
     memory = streamed.report.memory
     assert memory is not None and memory.source == "os"  # the port's default: what the guest says is free
@@ -56,7 +56,7 @@ def test_110m_shape_streams_in_a_128mb_guest_and_matches_a_resident_run(vm_image
     assert streamed.report.peak_bytes < 128 * MIB
     assert all(token.read_bytes == memory.streamed for token in streamed.report.tokens)
 
-    resident, large = _run_110m(vm_image, tmp_path / "large", 1024)
+    resident, large = _run_110m(tmp_path / "large", 1024)
     assert " -m 1024 " in large
     assert resident.report.memory is not None and resident.report.memory.streamed == 0
     assert resident.text == streamed.text
