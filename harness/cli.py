@@ -1,4 +1,4 @@
-"""The `llama98-harness` command: one sub-command per capability, each registered by the module that owns it.
+"""The `llama98-harness` command: one sub-command per capability, each in its own module of harness.commands.
 
 Every module in COMMAND_MODULES exposes `register(subparsers)`, which adds its sub-parser and sets `func`
 (a callable taking the parsed namespace and returning an exit code). This file only dispatches and turns
@@ -17,17 +17,17 @@ from harness.core.errors import HarnessError
 from harness.core.logs import cli_logging
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "harness.port.build",
-    "harness.port.export_hf",
-    "harness.oracle.cli",
-    "harness.run.command",
-    "harness.guests.tiny686.image",
-    "harness.perf.bench",
-    "harness.perf.bisect",
-    "harness.perf.plot",
-    "harness.audit",
-    "harness.guests.win98.prepare_image",
-    "harness.port.quantize",
+    "harness.commands.build",
+    "harness.commands.export",
+    "harness.commands.oracle",
+    "harness.commands.run",
+    "harness.commands.guest",
+    "harness.commands.bench",
+    "harness.commands.bisect",
+    "harness.commands.plot",
+    "harness.commands.audit",
+    "harness.commands.prepare_image",
+    "harness.commands.quantize",
 )
 
 

@@ -4,7 +4,8 @@ The audit's verdict on an import must rest on evidence, not on memory. mingw-w64
 and MSVCRT, a per-export record of the Windows release that introduced it (harness/audit/mingw_defs.py reads it);
 this module reads those files from a mingw-w64 checkout or a bare git directory at a pinned commit, merges the
 curated facts the .def files cannot carry (stubs; USER32, whose .def has no versions), and writes one YAML file
-with the commit in it. The mingw-w64 source is never committed here: tests/test_exports_source.py regenerates the
+with the commit in it. The mingw-w64 source is never committed here:
+tests/unit/audit/test_exports_source.py regenerates the
 list when LLAMA98_MINGW_W64_SRC points at a copy and fails on any difference.
 
     python -m harness.audit.exports_source --src PATH [--commit SHA] [--out FILE | --check]

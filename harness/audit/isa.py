@@ -2,7 +2,7 @@
 
 Capstone's instruction groups (X86_GRP_SSE1, ...) are the first source, but they are incomplete or wrong for the
 old CPUs this project targets, so explicit tables override them (each checked against capstone 5 by
-tests/test_audit.py):
+tests/unit/audit/test_binary.py):
 - the integer SSE additions that work on MMX registers (pshufw, pminub, pmovmskb, movntq, ...) are grouped MMX by
   capstone but came with the Pentium III (SSE); paddq/psubq/pmuludq on MMX registers are SSE2; pshufb & co on MMX
   registers have no group at all (SSSE3);

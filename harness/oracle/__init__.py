@@ -16,7 +16,6 @@ from harness.oracle.generate import (
     generate_text,
 )
 from harness.oracle.tokenizer import Tokenizer, load_tokenizer
-from harness.oracle.verify import Verdict, verify
 
 __all__ = [
     "Checkpoint",
@@ -28,11 +27,9 @@ __all__ = [
     "RunArgs",
     "Tokenizer",
     "TokenizerError",
-    "Verdict",
     "clamp_args",
     "generate",
     "generate_text",
     "load_checkpoint",
     "load_tokenizer",
-    "verify",
 ]

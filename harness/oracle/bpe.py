@@ -1,6 +1,6 @@
 """The oracle's byte-level BPE tokenizer (Llama 3): reads the port's BPE tokenizer file and encodes like tiktoken.
 
-This is deliberately separate from the writer (harness/port/bpe_writer.py) and from the C port (bpe.c): it reads
+This is deliberately separate from the writer (harness/models/bpe_writer.py) and from the C port (bpe.c): it reads
 the file with its own parser, splits with the `regex` module running the Llama 3 pattern itself, and merges by
 rank with a plain Python loop, so a mistake in one of them shows up as a difference in the fuzz test.
 Format and encoding rules: ports/llama98/FORMATS.md, "BPE tokenizer".

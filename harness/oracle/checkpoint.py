@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.core.parts import describe, logical_size, read_head, read_logical
+from harness.formats.parts import describe, logical_size, read_head, read_logical
 from harness.oracle.errors import CheckpointError, describe_read_error
 
 V1_MAGIC = 0x616B3432
@@ -182,7 +182,7 @@ def _read_header(path: Path, head: bytes, file_size: int) -> tuple[int, int, Mod
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Open a checkpoint of any supported version; `path` is its first part (harness/core/parts.py). The weights
+    """Open a checkpoint of any supported version; `path` is its first part (harness/formats/parts.py). The weights
     of a one-part file are memory-mapped, not copied; a split file's parts are read into one array."""
     path = Path(path)
     try:

@@ -2,7 +2,7 @@
 
 The layout keeps one layer's weights together so the port can later stream layers; the oracle still wants
 (layers, rows, cols) stacks, which are strided views of the memory map here (nothing is copied).
-Format: ports/llama98/FORMATS.md, "Checkpoint version 3". The writer (harness/port/l98_model.py) is separate code.
+Format: ports/llama98/FORMATS.md, "Checkpoint version 3". The writer (harness/formats/l98m.py) is separate code.
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from harness.core.parts import describe, read_logical
+from harness.formats.l98m import (
+    FLAG_SHARED,
+    HEADER_BYTES,
+    SCALING_LLAMA3,
+    SCALING_NONE,
+    VERSION,
+    WEIGHT_FLOAT32,
+)
+from harness.formats.parts import describe, read_logical
 from harness.oracle.checkpoint import (
     Checkpoint,
     ModelConfig,
@@ -23,14 +31,6 @@ from harness.oracle.checkpoint import (
     validate_config,
 )
 from harness.oracle.errors import CheckpointError
-
-MAGIC = b"L98M"
-VERSION = 3
-HEADER_BYTES = 256
-WEIGHT_FLOAT32 = 0
-FLAG_SHARED = 1
-SCALING_NONE = 0
-SCALING_LLAMA3 = 1
 
 
 def layer_floats(c: ModelConfig) -> int:
@@ -78,7 +78,7 @@ def _header(path: Path, head: bytes, file_size: int) -> ModelConfig:
 
 def load_v3(path: Path, head: bytes, file_size: int) -> Checkpoint:
     """Open a v3 checkpoint whose first bytes are `head` (`path`: its first part, `file_size`: the logical size);
-    the weights are views of harness/core/parts.py's read_logical."""
+    the weights are views of harness/formats/parts.py's read_logical."""
     config = _header(path, head, file_size)
     validate_config(path, config)
     expected = HEADER_BYTES + 4 * total_floats(config)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.formats.report import format_report
 from harness.oracle.checkpoint import Checkpoint, load_checkpoint
 from harness.oracle.errors import OracleError
 from harness.oracle.model import Transformer
 from harness.oracle.sampler import Sampler
 from harness.oracle.tokenizer import BOS_ID, Tokenizer, load_tokenizer
-from harness.port.report import format_report
 
 _ATOF = re.compile(
     r"\s*([+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan))", re.IGNORECASE

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.core.parts import describe, read_logical
+from harness.formats.parts import describe, read_logical
 from harness.oracle.checkpoint import Checkpoint, ModelConfig, Weights
 from harness.oracle.errors import CheckpointError
 from harness.oracle.quant import Q8Tensor, TernaryTensor, unpack_ternary

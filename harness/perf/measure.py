@@ -26,7 +26,7 @@ from pathlib import Path
 
 from harness.core.errors import HarnessError, UsageError
 from harness.core.proc import ToolError, first_line, run
-from harness.port.report import Report, ReportError, read_report
+from harness.formats.report import Report, ReportError, read_report
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ WORKLOAD_ALIASES: dict[str, str] = {"stories260K": "260K", "stories260k": "260K"
 
 def _canonical(raw: str) -> str:
     """A workload name with aliases resolved; a `:q8_0` / `:ternary` suffix (quantized weights) is kept."""
-    from harness.port.models import split_quant
+    from harness.models.names import split_quant
 
     base, quant = split_quant(raw)
     name = WORKLOAD_ALIASES.get(base, base)
@@ -98,7 +98,7 @@ def workload_names(text: str) -> list[str]:
 
 def workload(name: str, short_steps: int | None = None, long_steps: int | None = None) -> Workload:
     """The files and positions of a named workload; fixtures are local only (never downloaded here)."""
-    from harness.port.models import choose_model, split_quant
+    from harness.models.names import choose_model, split_quant
 
     name = _canonical(name)
     base, quant = split_quant(name)
@@ -112,16 +112,16 @@ def workload(name: str, short_steps: int | None = None, long_steps: int | None =
     log.info("%s: %s", name, choice.label)
     model = choice.checkpoint
     if quant:
-        from harness.port.quantize import cached_quantized
+        from harness.models.quantize import cached_quantized
 
         model = cached_quantized(model, quant)
     return Workload(name, model, choice.tokenizer, short, long)
 
 
 def weight_bytes(load: Workload) -> float:
-    """Bytes of weights one token reads with this workload's model (harness/port/traffic.py)."""
+    """Bytes of weights one token reads with this workload's model (harness/models/traffic.py)."""
+    from harness.models.traffic import weight_bytes_per_token
     from harness.oracle.checkpoint import load_checkpoint
-    from harness.port.traffic import weight_bytes_per_token
 
     return weight_bytes_per_token(load_checkpoint(load.model).config)
 
@@ -297,8 +297,8 @@ def run_in_guest(binary: Path | None, load: Workload, *, vm: str | None = None, 
     steps = steps or load.long_steps
     if steps < load.long_steps:
         raise UsageError(f"a guest run needs at least {load.long_steps} steps for {load.name}, got {steps}")
-    from harness.port.models import ModelChoice
-    from harness.port.text_check import program_tok_s
+    from harness.judge.text_check import program_tok_s
+    from harness.models.names import ModelChoice
     from harness.run.session import PortArgs, Session, SessionOptions
 
     options = SessionOptions(vm=vm, profile=profile, binary=binary, icount_shift=icount_shift,

@@ -6,14 +6,13 @@ as error bars so noise is not mistaken for a step.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError, UsageError
 from harness.core.paths import cache_dir
-from harness.perf.results import CommitResult, load_history, range_of, value_of
+from harness.perf.results import CommitResult, range_of, value_of
 
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     # metric -> (axis label, modes it is found in, preferred first)
@@ -107,23 +106,3 @@ def plot_history(history: list[CommitResult], out: Path, metric: str = "tok_s", 
 def default_results_dir() -> Path:
     """Where `bench` keeps its per-commit files unless told otherwise."""
     return cache_dir("results")
-
-
-def _cmd_plot(args: argparse.Namespace) -> int:
-    results_dir = Path(args.results) if args.results else default_results_dir()
-    out = plot_history(load_history(results_dir), Path(args.output), args.metric, args.mode)
-    print(out)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `llama98-harness plot`."""
-    parser = subparsers.add_parser(
-        "plot", help="draw a metric per commit from a directory of bench results",
-        description="Draw tok/s (or another metric) per commit from bench results (one JSON file per commit).")
-    parser.add_argument("results", nargs="?", metavar="RESULTS_DIR",
-                        help="bench results directory (default: the harness cache's results/)")
-    parser.add_argument("-o", "--output", metavar="OUT.png", required=True, help="where to write the PNG")
-    parser.add_argument("--metric", choices=sorted(METRICS), default="tok_s", help="what to plot")
-    parser.add_argument("--mode", choices=["host-ipt", "icount", "wall"], help="which runs to take it from")
-    parser.set_defaults(func=_cmd_plot)

@@ -8,7 +8,6 @@ sources, the makefile, the target and the compiler version, so an unchanged port
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
@@ -224,25 +223,3 @@ def build_port(target: str, src_dir: Path | None = None, out: Path | None = None
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(cached, out)
     return out
-
-
-def _cmd_build(args: argparse.Namespace) -> int:
-    path = build_port(args.target, Path(args.src) if args.src else None, Path(args.output) if args.output else None,
-                      program=args.program)
-    print(path)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `llama98-harness build`."""
-    parser = subparsers.add_parser(
-        "build",
-        help="build the llama98 port for a target and print the binary's path",
-        description="Build the llama98 C89 port (cached by source hash) and print the binary's path.",
-    )
-    parser.add_argument("--target", choices=sorted(TARGETS), default="native", help="what to build for")
-    parser.add_argument("--program", choices=sorted(PROGRAM_TARGETS), default="llama98",
-                        help="what to build: the llama98 port or agent98 (the Windows 98 serial agent, win32 only)")
-    parser.add_argument("--src", metavar="DIR", help="sources (default: this checkout's ports/<program>)")
-    parser.add_argument("-o", "--output", metavar="PATH", help="also copy the binary here")
-    parser.set_defaults(func=_cmd_build)

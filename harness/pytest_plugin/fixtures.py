@@ -18,7 +18,7 @@ from harness.core.worker import worker_id
 from harness.pytest_plugin.options import SKIP_VM, selected_vm
 
 if TYPE_CHECKING:
-    from harness.port.check import RunCheck
+    from harness.judge.token_check import RunCheck
     from harness.run.judged import Outcome
     from harness.run.session import Session, SessionOptions
     from harness.vm.ftp import FileServer
@@ -128,13 +128,13 @@ class OracleTools:
 
     @staticmethod
     def verify(*args: Any, **kwargs: Any) -> Any:
-        from harness.oracle.verify import verify
+        from harness.judge.verify import verify
 
         return verify(*args, **kwargs)
 
     @staticmethod
     def check_run(*args: Any, **kwargs: Any) -> RunCheck:
-        from harness.port.check import check_run
+        from harness.judge.token_check import check_run
 
         return check_run(*args, **kwargs)
 
@@ -155,7 +155,7 @@ def llama98_run(guest: Session, pytestconfig: pytest.Config) -> Callable[..., Ou
     harness.run.judged.Outcome: `ok`, `verdict`, `level` ("token-level"/"text-level"), `text`, `tok_s`,
     `wall_seconds`, `artifacts`, and for our port `report` and `run`; the test asserts on it.
     """
-    from harness.port.models import choose_model
+    from harness.models.names import choose_model
     from harness.run.judged import choose_cli, run_and_judge
     from harness.run.session import PortArgs
 

@@ -2,9 +2,9 @@
 
 Two kinds of binary, one outcome:
 - `llama98` (our port): `-r -` gives every token id and the raw timer ticks, so the verdict is token-level
-  (harness/port/check.py) and tok/s is recomputed from the ticks;
+  (harness/judge/token_check.py) and tok/s is recomputed from the ticks;
 - `llama2c` (anyone's llama2.c-family build: llama2.c's `run`, Windows 98 forks, DOS ports): only llama2.c's flags,
-  the printed text is found among the program's chatter and judged text-level (harness/port/text_check.py), and
+  the printed text is found among the program's chatter and judged text-level (harness/judge/text_check.py), and
   tok/s is the program's own `achieved tok/s` line.
 In both cases the harness also measures the guest wall time around the run.
 """
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import UsageError
+from harness.formats.report import Report
+from harness.judge.text_check import TextVerdict, judge_text, program_tok_s
+from harness.judge.token_check import RunCheck, check_run
+from harness.models.names import ModelChoice
 from harness.oracle.generate import Oracle, clamp_args
-from harness.port.check import RunCheck, check_run
-from harness.port.models import ModelChoice
-from harness.port.report import Report
-from harness.port.text_check import TextVerdict, judge_text, program_tok_s
 from harness.run.session import InjectedModel, PortArgs, PortRun, ProgramRun, Session
 
 CLI_STYLES = ("llama98", "llama2c")

@@ -4,7 +4,7 @@ benchmarks share.
 It owns the run's artifact directory and wires the layers of ARCHITECTURE.md together: it picks the guest profile and
 image, builds (or takes) the binary for that guest, opens the guest (Machine + FileServer + Guest, torn down on
 any exit), injects files by FTP with checksum verification, runs the port with `-r -` and parses its report.
-Checking a run against the oracle lives in harness/port/check.py, so nothing here knows about numpy.
+Checking a run against the oracle lives in harness/judge/token_check.py, so nothing here knows about numpy.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pathlib import Path
 from harness.core.artifacts import ArtifactDir
 from harness.core.errors import HarnessError
 from harness.core.lifecycle import StartStop
-from harness.core.parts import MAX_PART_INDEX, check_port_readable, logical_size, part_name, part_paths
+from harness.formats.parts import MAX_PART_INDEX, check_port_readable, logical_size, part_name, part_paths
+from harness.formats.report import Report, ReportError, split_stdout
 from harness.guests.resolve import resolve_guest
+from harness.models.names import ModelChoice
 from harness.oracle.checkpoint import load_checkpoint
-from harness.port.models import ModelChoice
-from harness.port.report import Report, ReportError, split_stdout
 from harness.run.timeouts import Calibration
 from harness.run.workspace import WorkSpaceError, WorkSpacePlan, plan_work_space, run_files
 from harness.vm.disk import DiskImage
@@ -112,7 +112,7 @@ class ProgramRun:
 class InjectedModel:
     """A model and tokenizer inside the guest, with the transfers that put them there. `checkpoint` is the
     first part's guest path (what the port is given); `model_parts` every part's, in order
-    (harness/core/parts.py)."""
+    (harness/formats/parts.py)."""
 
     choice: ModelChoice
     checkpoint: str
@@ -256,7 +256,7 @@ class Session(StartStop):
         return result
 
     def inject_model(self, choice: ModelChoice, mode: str | None = None) -> InjectedModel:
-        """Put a checkpoint (every part, named by the profile's model name and harness/core/parts.py's rule) and
+        """Put a checkpoint (every part, named by the profile's model name and harness/formats/parts.py's rule) and
         its tokenizer into the guest, each verified by checksum. A model bigger than the guest's RAM is fine:
         the port streams it; a part of 2 GiB or more is refused before any transfer (the port cannot seek in it).
         """

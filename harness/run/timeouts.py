@@ -14,7 +14,7 @@ floor is used. Formulas (every result is then multiplied by SessionOptions.timeo
                + 2 * layers * dim * (p + 1)                                           (attention over p+1 keys)
 
 where n = the steps the port really runs (llama2.c turns 0, negative or > seq_len into seq_len), model_bytes the
-checkpoint's logical size (every part of a split file: harness/core/parts.py), "streams" true when that size
+checkpoint's logical size (every part of a split file: harness/formats/parts.py), "streams" true when that size
 exceeds the guest's free RAM (run.session.Session.streams_model; pessimistic: the whole model per token, though
 the port keeps what fits resident), and
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import HarnessError, ImageError
-from harness.core.parts import part_name, part_paths
+from harness.formats.parts import part_name, part_paths
 from harness.vm.disk import DiskImage
 from harness.vm.fatspace import FatSpace, fat_space
 from harness.vm.profile import GuestProfile
@@ -74,7 +74,7 @@ def plan_work_space(profile: GuestProfile, image: DiskImage, files: list[tuple[s
 def run_files(profile: GuestProfile, binary: Path, inputs: tuple[Path, ...]) -> list[tuple[str, int]]:
     """(guest name, size) of the binary and the inputs (model, then tokenizer, named as the profile names
     them; more inputs keep their own names). The model counts every part of a split checkpoint, each under
-    its guest name (MODEL.BIN, MODEL.B01, ...: harness/core/parts.py)."""
+    its guest name (MODEL.BIN, MODEL.B01, ...: harness/formats/parts.py)."""
     names = [profile.files.names["binary"], profile.files.names["model"], profile.files.names["tokenizer"]]
     out: list[tuple[str, int]] = []
     for index, path in enumerate([binary, *inputs]):

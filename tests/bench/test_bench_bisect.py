@@ -2,7 +2,7 @@
 
 Too slow for every CI run (a few guest runs of 200 tokens per commit), so it is a benchmark:
 `pytest -m bench --vm tiny686 tests/bench/test_bench_bisect.py -s` prints the table and the samples taken.
-The deterministic metrics (host-ipt, guest-ipt) are bisected in tests/test_bisect.py on every CI run.
+The deterministic metrics (host-ipt, guest-ipt) are bisected in tests/unit/perf/bisect/test_runner.py on every CI run.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.perf.bisect import bisect, print_outcome
-from tests.port_helpers import fixture, fixture_dir
-from tests.test_bisect import make_port_repo, repo_snapshot
+from tests.support.port_helpers import fixture, fixture_dir
+from tests.unit.perf.bisect.test_runner import make_port_repo, repo_snapshot
 
 pytestmark = [pytest.mark.bench, pytest.mark.vm]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.port.bpe_writer import from_tiktoken, llama3_control_ids, write_bpe
-from tests.bpe_corpus import Corpus
-from tests.bpe_helpers import build_bpetool
-from tests.bpe_vocab import llama3_sized_ranks
+from harness.models.bpe_writer import from_tiktoken, llama3_control_ids, write_bpe
+from tests.support.bpe_corpus import Corpus
+from tests.support.bpe_helpers import build_bpetool
+from tests.support.bpe_vocab import llama3_sized_ranks
 
 pytestmark = pytest.mark.bench
 

@@ -33,10 +33,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness.models.names import choose_model
 from harness.port.build import build_port
-from harness.port.models import choose_model
 from harness.vm.profile import profiles_dir
-from tests.test_guest import tiny686_image
+from tests.e2e.test_guest import tiny686_image
 
 pytestmark = [pytest.mark.bench, pytest.mark.vm]
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.port.l98_model import LLAMA32_1B, L98Header, Llama3Scaling, cost_per_token, kv_cache_bytes
-from tests.port_helpers import parse_report, tiny686_bin  # noqa: F401
+from harness.formats.l98m import LLAMA32_1B, L98Header, Llama3Scaling, cost_per_token, kv_cache_bytes
+from tests.support.port_helpers import parse_report, tiny686_bin  # noqa: F401
 
 pytestmark = pytest.mark.bench
 
@@ -89,8 +89,8 @@ def _extrapolate(binary: Path, tokenizer: Path, tmp_path: Path, dims: tuple[int,
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from harness.port.bpe_writer import from_tokenizer_json, write_bpe
-    from tests.bpe_vocab import build
+    from harness.models.bpe_writer import from_tokenizer_json, write_bpe
+    from tests.support.bpe_vocab import build
 
     base = tmp_path_factory.mktemp("tok")
     vocab = build(base / "vocab", vocab_size=500)

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
+from harness.formats.report import parse_report
+from harness.judge.verify import verify
+from harness.models.downloads import FixtureError, resolve
+from harness.models.modelgen import cached_checkpoint, cached_tokenizer
 from harness.oracle.generate import Oracle, clamp_args
-from harness.oracle.verify import verify
-from harness.port.downloads import FixtureError, resolve
-from harness.port.modelgen import cached_checkpoint, cached_tokenizer
-from harness.port.report import parse_report
 
 VERIFY_TARGET_S = 3.0
 

@@ -13,9 +13,9 @@ from typing import TypeVar
 import numpy as np
 import pytest
 
-from harness.core.parts import logical_crc32, part_paths, write_parts
+from harness.formats.parts import logical_crc32, part_paths, write_parts
+from harness.models.modelgen import SHAPES, write_checkpoint
 from harness.oracle.checkpoint import load_checkpoint
-from harness.port.modelgen import SHAPES, write_checkpoint
 
 pytestmark = pytest.mark.bench
 MIB = 1024 * 1024

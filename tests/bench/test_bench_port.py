@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.port_helpers import fixture, native_bin, parse_report, run_port, tiny686_bin  # noqa: F401
+from tests.support.port_helpers import fixture, native_bin, parse_report, run_port, tiny686_bin  # noqa: F401
 
 pytestmark = pytest.mark.bench
 
@@ -25,7 +25,7 @@ CALLGRIND_TIMEOUT_S = 600
 
 
 def _model_15m() -> Path:
-    from harness.port.modelgen import cached_checkpoint
+    from harness.models.modelgen import cached_checkpoint
     return cached_checkpoint("15M-shape")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from harness.perf.measure import host_ipt, weight_bytes, workload
-from tests.port_helpers import built
+from tests.support.port_helpers import built
 
 pytestmark = pytest.mark.bench
 

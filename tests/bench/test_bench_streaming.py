@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.core.parts import part_paths
+from harness.formats.parts import part_paths
 from harness.perf.bench import bench_model, streamed_lines
 from harness.perf.measure import DEFAULT_ICOUNT_SHIFT, workload
 from harness.perf.projection import TokenCosts, project

@@ -22,7 +22,7 @@ from harness.vm.machine import Machine, MachineOptions
 from harness.vm.processes import live_qemu_pids
 from harness.vm.profile import load_profile
 from harness.vm.snapshots import SnapshotCache
-from tests.test_guest import tiny686_image
+from tests.e2e.test_guest import tiny686_image
 
 pytestmark = [pytest.mark.bench, pytest.mark.vm]
 

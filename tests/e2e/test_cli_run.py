@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.child_signals import take_sigint
+from tests.support.child_signals import take_sigint
 
 pytestmark = pytest.mark.vm
 

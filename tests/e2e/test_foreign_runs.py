@@ -15,8 +15,8 @@ import pytest
 
 from harness.core.paths import project_root
 from harness.perf.bisect import bisect
-from tests.foreign_helpers import WRONG_ROPE, fork_binary, misbehaving_binary
-from tests.test_bisect import SLOW_ANCHOR, SLOW_CODE
+from tests.support.foreign_helpers import WRONG_ROPE, fork_binary, misbehaving_binary
+from tests.unit.perf.bisect.test_runner import SLOW_ANCHOR, SLOW_CODE
 
 pytestmark = pytest.mark.vm
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.core.parts import logical_size
-from harness.port.check import check_run
-from harness.port.models import choose_model
+from harness.formats.parts import logical_size
+from harness.judge.token_check import check_run
+from harness.models.names import choose_model
 from harness.run.session import PortArgs, PortRun, Session, SessionOptions
 
 pytestmark = pytest.mark.vm

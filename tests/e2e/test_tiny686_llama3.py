@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.port.report import read_report
-from tests.bpe_vocab import build
-from tests.hf_llama import make_hf_dir
+from harness.formats.report import read_report
+from tests.support.bpe_vocab import build
+from tests.support.hf_llama import make_hf_dir
 
 pytestmark = pytest.mark.vm
 

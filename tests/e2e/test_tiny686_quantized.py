@@ -1,5 +1,5 @@
 """Quantized models end to end on the guest (tiny686 in CI): Q8_0 and ternary files injected over FTP, run by the
-x87 build, and verified by the oracle (teacher-forced, with the quantized bounds of harness/oracle/verify.py)."""
+x87 build, and verified by the oracle (teacher-forced, with the quantized bounds of harness/judge/verify.py)."""
 
 from __future__ import annotations
 

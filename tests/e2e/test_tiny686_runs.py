@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.port.report import file_crc32
+from harness.formats.report import file_crc32
 
 pytestmark = pytest.mark.vm
 

@@ -12,7 +12,6 @@ never leaves a broken image.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
@@ -40,7 +39,7 @@ from harness.guests.tiny686.initramfs import build_initramfs
 
 # The public API; GuestBuildError is re-exported because callers of build_guest catch it from here.
 __all__ = ["GUEST_NAMES", "GuestBuildError", "Recipe", "build_guest", "cache_key", "guest_manifest",
-           "load_recipe", "recipe_digest", "register"]
+           "load_recipe", "recipe_digest"]
 
 GUEST_NAMES: tuple[str, ...] = ("tiny686",)
 IMAGE_NAME = "tiny686.img"
@@ -172,19 +171,3 @@ def guest_manifest(image: Path) -> dict[str, object]:
     """What a built image contains (package versions, sizes), written beside it by build_guest."""
     manifest: dict[str, object] = json.loads((image.parent / MANIFEST_NAME).read_text())
     return manifest
-
-
-def _command(args: argparse.Namespace) -> int:
-    image = build_guest(args.guest, force=args.force, log=lambda message: print(message, file=sys.stderr))
-    print(image)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `build-guest NAME [--force]`, which prints the path of the (cached) image."""
-    parser = subparsers.add_parser("build-guest", help="build (or reuse the cached) stand-in guest disk image",
-                                   description="Build the tiny686 guest image from Debian i386 packages and "
-                                               "print its path.")
-    parser.add_argument("guest", choices=GUEST_NAMES, help="guest to build")
-    parser.add_argument("--force", action="store_true", help="rebuild even if a cached image exists")
-    parser.set_defaults(func=_command)

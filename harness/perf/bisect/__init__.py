@@ -16,11 +16,10 @@ program's own figure, taken on the guest's -icount clock (deterministic: guest t
 --wall-clock it is noisy, and a commit is sampled alongside --good until the ranges separate, or skipped.
 """
 
-from harness.perf.bisect.command import parse_threshold, register
 from harness.perf.bisect.measuring import slower_by, tok_s_decision
 from harness.perf.bisect.report import print_outcome
 from harness.perf.bisect.runner import bisect
 from harness.perf.bisect.state import BisectError, BisectOutcome, max_steps
 
-__all__ = ["BisectError", "BisectOutcome", "bisect", "max_steps", "parse_threshold", "print_outcome", "register",
+__all__ = ["BisectError", "BisectOutcome", "bisect", "max_steps", "print_outcome",
            "slower_by", "tok_s_decision"]

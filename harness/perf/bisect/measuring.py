@@ -44,7 +44,7 @@ def slower_by(metric: str, baseline: float, value: float) -> float:
 
 
 def _cache_key(state: BisectState, key: str, load: Workload) -> str:
-    from harness.port.downloads import sha256_of
+    from harness.models.downloads import sha256_of
 
     parts = [state.metric, key, load.name, sha256_of(load.model), sha256_of(load.tokenizer),
              str(load.short_steps), str(load.long_steps)]
