@@ -10,10 +10,15 @@
 # - the same strict C89 flags as the llama98 port, for a Pentium II;
 # - subsystem and OS version 4.0, so Windows 95/98/NT4 accept the PE header;
 # - libgcc linked statically, so the program imports only KERNEL32.dll and
-#   msvcrt.dll (checked by tests/test_agent98.py with objdump -p);
+#   msvcrt.dll (checked by tests/port/test_agent98.py with objdump -p);
 # - __USE_MINGW_ANSI_STDIO=0: printf comes from msvcrt.dll itself.
+# Only the command line changes the build: the defaults below are plain
+# assignments, which an exported environment variable (OUT, SHARED, CFLAGS,
+# ...) does not override.  Three objects, one makefile per compiler: the
+# list is not shared with watcom.mk (wmake cannot include a GNU make file).
 
-SRC ?= $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+# := and first: the directory of this file, before any include changes MAKEFILE_LIST.
+SRC := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 CC = i686-w64-mingw32-gcc
 STRICT = -std=c89 -pedantic-errors -Wall -Wextra -Wdeclaration-after-statement -Werror
 ARCH = -march=pentium2
@@ -23,8 +28,8 @@ LDFLAGS = -static-libgcc -mconsole \
 	-Wl,--major-subsystem-version,4,--minor-subsystem-version,0 \
 	-Wl,--major-os-version,4,--minor-os-version,0
 
-SHARED ?= $(SRC)/../llama98
-OUT ?= agent98.exe
+SHARED = $(SRC)/../llama98
+OUT = agent98.exe
 OBJS = agent98.o u64.o crc32.o
 CFLAGS = $(STRICT) $(ARCH) $(OPT) $(DEFS) -I$(SHARED)
 

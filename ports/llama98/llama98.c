@@ -1,4 +1,4 @@
-/* llama98.c - command line, generation loop and the -r report.
+/* llama98.c - command line and generation loop (the -r report: report.c).
  *
  * llama98 CHECKPOINT [-t T] [-p P] [-s SEED] [-n STEPS] [-i PROMPT]
  *                    [-z TOKENIZER] [-m generate] [-r REPORT] [-c CONTEXT]
@@ -13,6 +13,8 @@
  * and generated tokens), which size the KV cache.  -M is the memory budget:
  * weights that do not fit it are read from the checkpoint for every token
  * (default: what the system says is available; README.md, "Memory budget").
+ *
+ * The test-only build variants (LLAMA98_FORK_STYLE) are in variants.h.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -25,25 +27,21 @@
 #endif
 #include "bpe.h"
 #include "model.h"
+#include "report.h"
 #include "sampler.h"
 #include "sysmem.h"
 #include "timer.h"
 #include "tokenizer.h"
 #include "u64.h"
 #include "util.h"
+#include "variants.h"
 
-/* LLAMA98_FORK_STYLE builds the port the way the field's llama2.c forks
- * behave, for the harness's text-level tests: no -r (the option is refused
- * with the usage text, as llama2.c refuses any unknown flag), no report
- * header string in the binary, and chatter around the generated text like
- * the Windows 98 forks print (a banner, the config, a goodbye line). */
+/* LLAMA98_FORK_STYLE (variants.h): llama2.c's usage text. */
 #ifdef LLAMA98_FORK_STYLE
 #define USAGE "Usage:   run <checkpoint> [options]\nExample: run model.bin -n 256 -i \"Once upon a time\""
-#define REPORT_HEADER "fork build: no report\n"
 #else
 #define USAGE "usage: llama98 CHECKPOINT [-t T] [-p P] [-s SEED] [-n STEPS] [-i PROMPT] " \
               "[-z TOKENIZER] [-m generate] [-r REPORT] [-c CONTEXT] [-M MEGABYTES]"
-#define REPORT_HEADER "llama98 report 1\n"
 #endif
 
 typedef struct {
@@ -59,14 +57,6 @@ typedef struct {
     int context; /* -c: at most this many positions (0: the model's seq_len) */
     double budget_mb; /* -M: the memory budget in MiB (0: what the system says) */
 } Args;
-
-typedef struct {
-    int pos;
-    int id;
-    u64 ticks;
-    double read; /* checkpoint bytes read during the step (streamed weights) */
-    u64 io;      /* ticks of the step spent reading them */
-} StepRecord;
 
 /* The run's tokenizer: a llama2.c file, or a BPE file (then bpe != NULL). */
 typedef struct {
@@ -93,12 +83,16 @@ static int is_bpe_file(const char *path)
 static int parse_int(const char *s)
 {
     long v = strtol(s, NULL, 10);
+#if LONG_MAX > INT_MAX
+    /* only where long is wider than int: elsewhere strtol has saturated
+     * already and the comparisons would always be false (OpenWatcom W124) */
     if (v > INT_MAX) {
         return INT_MAX;
     }
     if (v < INT_MIN) {
         return INT_MIN;
     }
+#endif
     return (int)v;
 }
 
@@ -214,106 +208,17 @@ static void seed_value(int seed, u64 *out)
     }
 }
 
-static void write_report_header(FILE *r, const Args *a, const u64 *seed, const Model *m,
-                                const Vocab *vocab, const int *prompt_tokens, int n_prompt)
-{
-    const Config *c = &m->config;
-    char num[24];
-    u64 hz;
-    int i;
-    fputs(REPORT_HEADER, r);
-    fprintf(r, "args temperature=%f topp=%f seed=%s steps=%d prompt_hex=", a->temperature,
-            a->topp, u64_to_dec(seed, num), a->steps);
-    if (a->prompt == NULL || a->prompt[0] == '\0') {
-        fputc('-', r);
-    } else {
-        const unsigned char *p;
-        for (p = (const unsigned char *)a->prompt; *p != '\0'; p++) {
-            fprintf(r, "%02x", (unsigned int)*p);
-        }
-    }
-    fputc('\n', r);
-    fprintf(r, "model bytes=%.0f crc32=%08lx dim=%d hidden=%d layers=%d heads=%d kv_heads=%d "
-               "vocab=%d seq_len=%d shared=%d parts=%d",
-            m->file_bytes, m->crc32, c->dim, c->hidden_dim, c->n_layers, c->n_heads,
-            c->n_kv_heads, c->vocab_size, c->seq_len, c->shared, m->file.parts);
-    if (c->version == 3) {
-        fprintf(r, " version=3 rope_theta=%g norm_eps=%g rope_scaling=%d kv_positions=%d kv_bytes=%.0f",
-                (double)c->rope_theta, (double)c->norm_eps, c->rope_scaling, m->state.positions,
-                model_kv_bytes(m, m->state.positions));
-    }
-    fputc('\n', r);
-    if (vocab->bpe != NULL) {
-        const Bpe *b = vocab->bpe;
-        fprintf(r, "tokenizer bytes=%ld crc32=%08lx max_token_length=%ld format=bpe tokens=%ld bos=%ld "
-                   "eos=%ld stops=%ld\n", b->file_bytes, b->crc32, b->max_token_bytes, b->n_tokens,
-                b->bos_id, b->eos_id, b->n_stop);
-    } else {
-        fprintf(r, "tokenizer bytes=%ld crc32=%08lx max_token_length=%ld\n", vocab->tok->file_bytes,
-                vocab->tok->crc32, vocab->tok->max_token_length);
-    }
-    fprintf(r, "memory budget=%.0f resident=%.0f streamed=%.0f buffer=%.0f source=%s\n",
-            m->budget_source == BUDGET_NONE ? 0.0 : m->budget, m->resident_bytes, m->streamed_bytes,
-            m->stream_bytes, m->budget_source == BUDGET_OPTION ? "option" :
-                             m->budget_source == BUDGET_OS ? "os" : "none");
-    timer_hz(&hz);
-    fprintf(r, "timer source=%s hz=%s\n", timer_source(), u64_to_dec(&hz, num));
-    fprintf(r, "prompt tokens=%d ids=", n_prompt);
-    for (i = 0; i < n_prompt; i++) {
-        fprintf(r, i == 0 ? "%d" : ",%d", prompt_tokens[i]);
-    }
-    fputc('\n', r);
-}
-
-static void write_report_token(FILE *r, const StepRecord *s)
-{
-    char num[24], io[24];
-    fprintf(r, "token pos=%d id=%d ticks=%s read=%.0f io=%s\n", s->pos, s->id, u64_to_dec(&s->ticks, num), s->read,
-            u64_to_dec(&s->io, io));
-}
-
-/* What one run needs between parsing and freeing: the report's destination,
- * the step records kept for a report to stdout, and the timings. */
+/* What one run needs between parsing and freeing: its report, the prompt
+ * and the timings. */
 typedef struct {
-    FILE *report;
-    int report_to_stdout;
-    StepRecord *records;
-    int n_records;
+    Report report;
+    ReportRun head; /* what the report's header records */
     int *prompt_tokens;
     int n_prompt;
     int pos;
     double read; /* checkpoint bytes read during the steps */
     u64 hz, run_start, first_done, end;
 } Run;
-
-/* The step records a report to stdout keeps until the text is printed,
- * allocated before the model places its weights so they count against the
- * memory budget like everything else. */
-static void alloc_records(Run *run, const Args *a)
-{
-    run->report_to_stdout = a->report != NULL && strcmp(a->report, "-") == 0;
-    run->records = NULL;
-    run->n_records = 0;
-    if (run->report_to_stdout) {
-        run->records = (StepRecord *)xmalloc((double)a->steps * sizeof(StepRecord), "the report");
-    }
-}
-
-/* Opens the -r report: a file gets its header now and each token as it is
- * made; "-" (stdout) prints the records of alloc_records() after the text. */
-static void open_report(Run *run, const Args *a, const u64 *seed, const Model *m, const Vocab *t)
-{
-    run->report = NULL;
-    if (a->report == NULL || run->report_to_stdout) {
-        return;
-    }
-    run->report = fopen(a->report, "wb");
-    if (run->report == NULL) {
-        fatal("cannot open report %s for writing", a->report);
-    }
-    write_report_header(run->report, a, seed, m, t, run->prompt_tokens, run->n_prompt);
-    fflush(run->report);
-}
 
 /* Prints the token `next` (after `prev`) and says whether it ends the run:
  * llama2.c's rule (a BOS ends it; pieces printed as llama2.c prints them),
@@ -374,13 +279,7 @@ static void generate(Run *run, const Args *a, Model *model, const Vocab *vocab, 
         rec.read = model->file.bytes_read - read_before;
         u64_sub(&rec.io, &model->io_ticks, &io_before);
         u64_sub(&rec.ticks, &t1, &t0);
-        if (run->records != NULL) {
-            run->records[run->n_records] = rec;
-        } else if (run->report != NULL) {
-            write_report_token(run->report, &rec);
-            fflush(run->report);
-        }
-        run->n_records++;
+        report_step(&run->report, &rec);
         if (stop) {
             break;
         }
@@ -397,11 +296,9 @@ static void generate(Run *run, const Args *a, Model *model, const Vocab *vocab, 
 }
 
 /* The tok/s line on stderr (as llama2.c prints it) and the report's end. */
-static void finish_report(Run *run, const Args *a, const u64 *seed, const Model *m, const Vocab *t)
+static void finish_report(Run *run, const Model *m)
 {
     u64 total;
-    char num[24], num2[24];
-    int i;
     u64_sub(&total, &run->end, &run->run_start);
     if (run->pos > 1) {
         u64 now, elapsed;
@@ -416,23 +313,7 @@ static void finish_report(Run *run, const Args *a, const u64 *seed, const Model 
         /* msvcrt buffers stderr when it is a pipe (agent98): flush so the line precedes a -r - report */
         fflush(stderr);
     }
-    if (run->report_to_stdout) {
-        run->report = stdout;
-        write_report_header(run->report, a, seed, m, t, run->prompt_tokens, run->n_prompt);
-        for (i = 0; i < run->n_records; i++) {
-            write_report_token(run->report, &run->records[i]);
-        }
-    }
-    if (run->report != NULL) {
-        fprintf(run->report, "done tokens=%d ticks=%s hz=%s status=ok peak=%.0f read=%.0f\n", run->n_records,
-                u64_to_dec(&total, num), u64_to_dec(&run->hz, num2), alloc_peak(), run->read);
-        if (fflush(run->report) != 0 || ferror(run->report)) {
-            fatal("writing the report %s failed", a->report);
-        }
-        if (!run->report_to_stdout && fclose(run->report) != 0) {
-            fatal("closing the report %s failed", a->report);
-        }
-    }
+    report_finish(&run->report, &run->head, m, &total, &run->hz, run->read);
 }
 
 /* BOS (when the file has one) then the BPE ids of the prompt, without
@@ -533,7 +414,8 @@ int main(int argc, char **argv)
         fatal("the prompt is %d tokens, more than the context -c %d", run.n_prompt, args.context);
     }
     sampler_init(&sampler, model.config.vocab_size, args.temperature, args.topp, &seed);
-    alloc_records(&run, &args);
+    /* the step records of -r - count against the memory budget like everything else */
+    report_init(&run.report, args.report, args.steps);
     start_model(&model, &args);
 
     timer_init();
@@ -543,14 +425,23 @@ int main(int argc, char **argv)
            "Prompt: %s\n", model.config.dim, model.config.n_layers, model.config.n_heads,
            model.config.vocab_size, model.config.seq_len, prompt);
 #endif
-    open_report(&run, &args, &seed, &model, &vocab);
+    run.head.temperature = args.temperature;
+    run.head.topp = args.topp;
+    run.head.seed = &seed;
+    run.head.steps = args.steps;
+    run.head.prompt = args.prompt;
+    run.head.tok = vocab.tok;
+    run.head.bpe = vocab.bpe;
+    run.head.prompt_tokens = run.prompt_tokens;
+    run.head.n_prompt = run.n_prompt;
+    report_open(&run.report, &run.head, &model);
     generate(&run, &args, &model, &vocab, &sampler);
-    finish_report(&run, &args, &seed, &model, &vocab);
+    finish_report(&run, &model);
 #ifdef LLAMA98_FORK_STYLE
     printf("Freeing memory... done.\n");
 #endif
 
-    xfree(run.records);
+    report_free(&run.report);
     xfree(run.prompt_tokens);
     sampler_free(&sampler);
     if (vocab.bpe != NULL) {

@@ -1,49 +1,48 @@
 # mingw.mk - build llama98.exe, a Win32 console program for Windows 98, with
 # MinGW-w64 (GNU make).
 #
-#   make -f mingw.mk [SRC=dir] [OUT=path] [CC=i686-w64-mingw32-gcc]
+#   make -f mingw.mk [QDOT=mmx|c] [SRC=dir] [OUT=path] [CC=i686-w64-mingw32-gcc]
 #
 # Objects and the binary go to the current directory (or OUT); sources are
-# read from SRC (default: the directory of this file).
+# read from SRC (default: the directory of this file) and listed in
+# sources.mk (shared with gcc.mk).  Only the command line changes the build:
+# the defaults below are plain assignments, which an exported environment
+# variable (OUT, QDOT, DEFINES, CFLAGS, ...) does not override.
 # - subsystem and OS version 4.0, so Windows 95/98/NT4 accept the PE header;
 # - libgcc linked statically, so the program imports only KERNEL32.dll and
 #   msvcrt.dll (checked by tests/test_port_build.py);
 # - __USE_MINGW_ANSI_STDIO=0: printf and its %f formatting come from
 #   msvcrt.dll itself, the C library the program meets on Windows 98, not
 #   from MinGW's static replacement (the default with -std=c89, kept explicit);
-# - model.c with -fexcess-precision=fast for the x87 (see gcc.mk);
+# - forward.c, the forward pass, and only it with -fexcess-precision=fast
+#   (FASTFP) for the x87 (see gcc.mk);
 # - QDOT=mmx (default): the MMX dot products of qdot_mmx.c; QDOT=c: qdot.c.
 
-SRC ?= $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+# := and first: the directory of this file, before any include changes MAKEFILE_LIST.
+SRC := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 CC = i686-w64-mingw32-gcc
 STRICT = -std=c89 -pedantic-errors -Wall -Wextra -Wdeclaration-after-statement -Werror
 ARCH = -march=pentium2
 OPT = -O2
 DEFS = -D__USE_MINGW_ANSI_STDIO=0
+# DEFINES: extra -D flags from the harness (the test variants of variants.h); empty for real builds.
+DEFINES =
 FASTFP = -fexcess-precision=fast
 LDFLAGS = -static-libgcc -mconsole \
 	-Wl,--major-subsystem-version,4,--minor-subsystem-version,0 \
 	-Wl,--major-os-version,4,--minor-os-version,0
 
-QDOT ?= mmx
-ifeq ($(QDOT),mmx)
-QDOT_NAME = qdot_mmx qdot_mmx_gcc
-else
-QDOT_NAME = qdot
-endif
+QDOT = mmx
+include $(SRC)/sources.mk
 
-OUT ?= llama98.exe
-NAMES = llama98 model wfile sysmem tokenizer bpe unicode_tables sampler timer u64 util crc32 $(QDOT_NAME)
+OUT = llama98.exe
 OBJS = $(addsuffix .o,$(NAMES))
 HEADERS = $(wildcard $(SRC)/*.h)
-# DEFINES: extra -D flags from the harness (test variants such as LLAMA98_FORK_STYLE); empty for real builds.
 CFLAGS = $(STRICT) $(ARCH) $(OPT) $(DEFS) $(DEFINES)
 
 all: $(OUT)
 
-# bpetool: the test driver of the byte-level BPE tokenizer (bpe.c, which
-# llama98 also links): `make -f mingw.mk bpetool.exe`.
-BPE_NAMES = bpetool bpe unicode_tables util crc32
+# bpetool: `make -f mingw.mk bpetool.exe`.
 BPE_OBJS = $(addsuffix .o,$(BPE_NAMES))
 
 bpetool.exe: $(BPE_OBJS)
@@ -52,7 +51,7 @@ bpetool.exe: $(BPE_OBJS)
 $(OUT): $(OBJS)
 	$(CC) $(ARCH) $(OPT) -o $@ $(OBJS) $(LDFLAGS)
 
-model.o: $(SRC)/model.c $(HEADERS)
+forward.o: $(SRC)/forward.c $(HEADERS)
 	$(CC) $(CFLAGS) $(FASTFP) -c -o $@ $<
 
 %.o: $(SRC)/%.c $(HEADERS)
@@ -60,7 +59,7 @@ model.o: $(SRC)/model.c $(HEADERS)
 
 # The flags this build compiles with, for the harness's records of what a figure was measured with.
 print-cflags:
-	@echo "$(CC) $(CFLAGS) (model.c adds: $(FASTFP); link: $(LDFLAGS))"
+	@echo "$(CC) $(CFLAGS) (forward.c adds: $(FASTFP); link: $(LDFLAGS))"
 
 clean:
 	rm -f $(OBJS) $(OUT) $(BPE_OBJS) bpetool.exe

@@ -5,7 +5,11 @@
  * The float operations run in exactly the order llama2.c's run.c (fp32) and
  * runq.c (Q8_0) use, so an IEEE single-precision build prints the same text
  * as llama2.c.  Every weight matrix is a Tensor and every product goes
- * through one dispatch (linear() in model.c), whatever the file stored.
+ * through one dispatch (linear() in forward.c), whatever the file stored.
+ *
+ * Three files implement it (model_int.h is what they share): header.c reads
+ * and validates the header, weights.c places, keeps and streams the
+ * weights, forward.c holds the run state and the forward pass.
  */
 #ifndef LLAMA98_MODEL_H
 #define LLAMA98_MODEL_H
@@ -107,7 +111,7 @@ typedef struct {
     WFile file;            /* the checkpoint, kept open while tensors stream */
     int header_bytes;
     float *norms;          /* every RMSNorm weight */
-    struct Span *norm_spans; /* where the norms lie in the file (model.c) */
+    struct Span *norm_spans; /* where the norms lie in the file (weights.c) */
     int n_norm_spans;
     Tensor *layer_tensors; /* 7 * n_layers */
     unsigned char *stream; /* the buffer streamed rows are read into */

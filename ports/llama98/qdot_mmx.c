@@ -2,7 +2,7 @@
  * Pentium MMX and Pentium II (no SSE).  Built instead of qdot.c when the
  * makefile is given QDOT=mmx (gcc.mk tiny686, mingw.mk and watcom.mk do).
  *
- * The activations arrive widened to int16 (once per matrix, in model.c),
+ * The activations arrive widened to int16 (once per matrix, in forward.c),
  * so each row only unpacks its own int8 weights, 16 per loop step, into
  * the high bytes of int16 lanes (see block_sum_x256) and multiplies and
  * pair-sums them with pmaddwd into int32 lanes.  Ternary rows take their

@@ -9,7 +9,7 @@
 long mmx_block_sum_x256(const short *x, const signed char *w, int blocks)
 {
     long sum;
-    long s32;
+    long s32 = 0; /* set by movd in the _asm block, which OpenWatcom does not see (W200) */
     _asm {
         mov esi, w
         mov edi, x
@@ -48,7 +48,7 @@ long mmx_block_sum_x256(const short *x, const signed char *w, int blocks)
 
 void mmx_row_groups_x256(const short *x, const signed char *w, int groups, int group, long *sums)
 {
-    long s32;
+    long s32 = 0; /* set by movd in the _asm block, which OpenWatcom does not see (W200) */
     int g;
     for (g = 0; g < groups; g++) {
         const short *xg = x + (long)g * group;
@@ -94,7 +94,7 @@ void mmx_row_groups_x256(const short *x, const signed char *w, int groups, int g
 long mmx_t2_quads(const short *x, const unsigned char *packed, int quads)
 {
     long sum;
-    long s32;
+    long s32 = 0; /* set by movd in the _asm block, which OpenWatcom does not see (W200) */
     short *table = &qdot_t2_lanes[0][0];
     _asm {
         mov esi, packed

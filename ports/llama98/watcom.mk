@@ -10,9 +10,16 @@
 #   -6r -fp6      Pentium Pro/II code, register calls, P6 x87 instructions
 #   -ox -s        full optimisation, no stack-overflow checks
 #   runtime console=4.0   PE subsystem version 4.0 (Windows 98 refuses newer)
-# llama98.c, timer.c and sysmem.c include <io.h>/<windows.h>, which need the Watcom
-# extensions, so they are built without -za (still -wx -we); so is
-# qdot_mmx.c, the MMX dot products in _asm blocks (qdot.c is the C89 one).
+# llama98.c, timer.c, sysmem.c and bpetool.c include <io.h>/<windows.h>,
+# which need the Watcom extensions, so they are built without -za (still
+# -wx -we); so is qdot_mmx_wat.c, the MMX kernels in _asm blocks (qdot.c is
+# the C89 alternative).  Every other file is ANSI C89 (-za).
+#
+# wmake cannot include the GNU make list of the sources (sources.mk, which
+# gcc.mk and mingw.mk share), so OBJS below lists them again: a new source
+# goes into both, with its rule here (tests/port/test_sources_lists.py checks
+# the lists agree).  forward.c takes the same flags as the rest (gcc.mk's
+# -fexcess-precision=fast is a GCC option).
 
 SRC = .
 CC = wcl386
@@ -21,7 +28,7 @@ TARGET = -bt=nt -6r -fp6 -ox -s
 CFLAGS = $(TARGET) $(WARN) -i=$(SRC)
 STRICT = -za
 
-OBJS = llama98.obj model.obj wfile.obj sysmem.obj tokenizer.obj bpe.obj unicode_tables.obj sampler.obj timer.obj u64.obj util.obj crc32.obj qdot_mmx.obj qdot_mmx_wat.obj
+OBJS = llama98.obj header.obj weights.obj forward.obj report.obj wfile.obj sysmem.obj tokenizer.obj bpe.obj unicode_tables.obj sampler.obj timer.obj u64.obj util.obj crc32.obj qdot_mmx.obj qdot_mmx_wat.obj
 
 all: llama98.exe .SYMBOLIC
 
@@ -40,7 +47,16 @@ sysmem.obj: $(SRC)/sysmem.c
 wfile.obj: $(SRC)/wfile.c
 	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
 
-model.obj: $(SRC)/model.c
+header.obj: $(SRC)/header.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+weights.obj: $(SRC)/weights.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+forward.obj: $(SRC)/forward.c
+	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
+
+report.obj: $(SRC)/report.c
 	$(CC) -c $(STRICT) $(CFLAGS) -fo=$@ $[@
 
 tokenizer.obj: $(SRC)/tokenizer.c

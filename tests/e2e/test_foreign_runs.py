@@ -111,10 +111,10 @@ def test_readme_example_test_file_runs_against_a_fork(vm_image: tuple[str, Path]
 # weights before each token is a slowdown of about 1.5x, well over the 20% threshold.
 SLOWDOWN_PASSES = 1
 def _fork_sources() -> list[str]:
-    """The port's sources as its makefile lists them (NAMES in gcc.mk, with the portable qdot), so the fork builds
-    whatever files the port grows."""
-    names = re.search(r"^NAMES = (.*)$", (project_root() / "ports" / "llama98" / "gcc.mk").read_text(), re.M)
-    assert names is not None, "gcc.mk lost its NAMES line"
+    """The port's sources as its makefiles list them (NAMES in sources.mk, with the portable qdot), so the fork
+    builds whatever files the port grows."""
+    names = re.search(r"^NAMES = (.*)$", (project_root() / "ports" / "llama98" / "sources.mk").read_text(), re.M)
+    assert names is not None, "sources.mk lost its NAMES line"
     return [name if name != "$(QDOT_NAME)" else "qdot" for name in names.group(1).split()]
 FORK_MAKEFILE = """# A fork's own build: `make run` leaves ./run.
 OPT = -O2
@@ -145,7 +145,7 @@ def _fork_repository(path: Path) -> tuple[str, str]:
     (path / "README").write_text("my fork\n")
     _git(path, "add", "-A")
     _git(path, "commit", "-q", "-m", "docs")
-    model = path / "src" / "model.c"
+    model = path / "src" / "forward.c"
     source = model.read_text()
     assert SLOW_ANCHOR in source
     model.write_text(source.replace(SLOW_ANCHOR, SLOW_CODE * SLOWDOWN_PASSES + SLOW_ANCHOR, 1))

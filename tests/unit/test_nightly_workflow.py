@@ -258,18 +258,6 @@ def test_repository_paths_named_by_the_workflow_exist() -> None:
         assert path in text and (project_root() / path).exists(), path
 
 
-def test_both_watcom_makefiles_exist_and_name_their_sources() -> None:
-    """The nightly OpenWatcom build runs both makefiles; each must exist and list every C source it builds."""
-    for program in ("llama98", "agent98"):
-        makefile = project_root() / "ports" / program / "watcom.mk"
-        assert makefile.is_file(), f"{makefile} is missing; the nightly OpenWatcom build needs it"
-        text = makefile.read_text()
-        for source in (project_root() / "ports" / program).glob("*.c"):
-            if source.stem.endswith("_gcc"):  # GCC's inline assembly; watcom.mk builds the _wat twin
-                continue
-            assert source.stem in text, f"{makefile.name} of {program} does not build {source.name}"
-
-
 def test_run_scripts_pass_shellcheck(workflow: dict[str, Any], tmp_path: Path) -> None:
     """What actionlint does for `run:` blocks: shellcheck them as bash, with ${{ }} expressions replaced."""
     shellcheck = shutil.which("shellcheck")

@@ -114,9 +114,9 @@ def make_port_repo(root: Path, harmless: int = 18, slow_at: int = 12, broken_at:
             sampler.write_text(sampler.read_text().replace(BROKEN_LINE, ""))
             commits.append(_commit(repo, "sampler: finish the change"))
         if i == slow_at:
-            model = port / "model.c"
+            model = port / "forward.c"
             text = model.read_text()
-            assert SLOW_ANCHOR in text, "model.c changed: update SLOW_ANCHOR"
+            assert SLOW_ANCHOR in text, "forward.c changed: update SLOW_ANCHOR"
             model.write_text(text.replace(SLOW_ANCHOR, SLOW_ANCHOR + SLOW_CODE, 1))
             slow = _commit(repo, "model: check the weights before every step")
             commits.append(slow)
