@@ -41,6 +41,7 @@ DEF_FILES: dict[str, str] = {
 CURATED_DLL = "USER32.DLL"
 GIT_TIMEOUT_S = 60
 _HEADER_PREFIX = re.compile(r"^(?:This is (?:the )?list of (?:symbols )?|These symbols were )")
+_DETAIL = re.compile(r"\([^()]*\)")
 
 
 def default_curated_path() -> Path:
@@ -160,6 +161,29 @@ def load_curated(path: Path) -> Curated:
     )
 
 
+def evidence_keys(reason: str) -> list[str]:
+    """The `sources` keys a curated reason cites: "msdn (June 1998: ...), kernelex-kernel32 (x.c); text" gives
+    ["msdn", "kernelex-kernel32"]: the comma-separated words before the first ":" or ";", details in parentheses
+    dropped."""
+    head = re.split(r"[:;]", _DETAIL.sub("", reason), maxsplit=1)[0]
+    return [key.strip() for key in head.split(",") if key.strip()]
+
+
+def _check_evidence(curated: Curated) -> None:
+    """Every curated stub, natively implemented W function and USER32 group names its evidence by `sources` key."""
+    cited = [(f"stub {dll}!{name}", reason) for dll, stubs in curated.stubs.items() for name, reason in stubs.items()]
+    cited += [(f"stub {CURATED_DLL}!{name}", reason) for name, reason in curated.user32_stubs.items()]
+    cited += [(f"implemented_w {dll}!{name}", key) for dll, names in curated.implemented_w.items()
+              for name, key in names.items()]
+    cited += [(f"{CURATED_DLL}.exported group", key) for key in curated.user32_exported]
+    for what, reason in cited:
+        keys = evidence_keys(reason)
+        unknown = [key for key in keys if key not in curated.sources]
+        if not keys or unknown:
+            raise UsageError(f"curated {what} cites {', '.join(unknown) or 'no source'} ({reason!r}): its reason "
+                             "must start with keys of `sources`")
+
+
 def _w_stubs(exported: set[str], implemented: dict[str, str]) -> dict[str, str]:
     """Every xxxW export with an xxxA sibling that Windows 98 does not implement natively."""
     return {name: "mslu: W function, a stub on Windows 95/98 without unicows.dll"
@@ -168,7 +192,8 @@ def _w_stubs(exported: set[str], implemented: dict[str, str]) -> dict[str, str]:
 
 
 def build_lists(source: MingwSource, curated: Curated) -> dict[str, DllList]:
-    """Per DLL: exported (by section), stubs (curated + W rule), absent (by section)."""
+    """Per DLL: exported (by section), stubs (curated + W rule), absent (by section). Curated facts must cite
+    keys of `sources` (evidence_keys)."""
     lists: dict[str, DllList] = {}
     for dll, relative in DEF_FILES.items():
         try:
@@ -186,6 +211,7 @@ def build_lists(source: MingwSource, curated: Curated) -> dict[str, DllList]:
             stubs[name] = reason
         lists[dll] = DllList(relative, _group(exported), dict(sorted(stubs.items())), _group(absent))
     lists[CURATED_DLL] = _user32(curated)
+    _check_evidence(curated)
     return lists
 
 

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.audit.exports_source import SOURCE_ENV, generate, main, pinned_commit
+from harness.audit.exports_source import (
+    SOURCE_ENV,
+    default_curated_path,
+    evidence_keys,
+    generate,
+    load_curated,
+    main,
+    pinned_commit,
+)
 from harness.audit.mingw_defs import (
     ABSENT,
     EXPORTED,
@@ -133,7 +141,7 @@ SystemFunction036@8
 """
 
 CURATED = """
-sources: {msdn: MSDN, kb210341: KB, mslu: MSLU}
+sources: {msdn: MSDN, kb210341: KB, mslu: MSLU, issue15: old list}
 w_stub_dlls: [KERNEL32.DLL, ADVAPI32.DLL]
 implemented_w:
   KERNEL32.DLL: {lstrlenW: kb210341}
@@ -269,6 +277,21 @@ def test_curated_stub_must_be_an_export(fake_mingw: tuple[Path, str, Path], tmp_
         generate(tree, curated_path=curated)
 
 
+@pytest.mark.parametrize(("stub", "message"), [
+    ('"kernelex: own implementation"', "cites kernelex"),
+    ('"msdn (June 1998), kernelex-kernel32 (x.c); use Y"', "cites kernelex-kernel32"),
+    ('"(no key at all)"', "cites no source"),
+])
+def test_curated_stub_must_cite_known_sources(stub: str, message: str, fake_mingw: tuple[Path, str, Path],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    tree, _, curated = fake_mingw
+    curated.write_text(CURATED.replace('"msdn: Windows 95/98 unsupported"}\n  ADVAPI32', f"{stub}}}\n  ADVAPI32"))
+    assert stub in curated.read_text()
+    assert main(["--src", str(tree), "--out", str(tree / "list.yaml"), "--curated", str(curated)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "SwitchToThread" in err and err.count("\n") == 1
+
+
 def test_cli_check_reports_drift_and_bad_source(fake_mingw: tuple[Path, str, Path], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     tree, _, curated = fake_mingw
@@ -308,6 +331,60 @@ def test_checked_in_list_is_pinned_and_covers_what_windows98_exports() -> None:
     for dll, size in data["size"].items():
         assert size["exported"] == len(exports.exported[dll]) and size["absent"] == len(exports.absent[dll])
         assert not set(exports.exported[dll]) & set(exports.absent[dll]), dll
+
+
+@pytest.mark.parametrize(("reason", "keys"), [
+    ("msdn: Windows 95/98 unsupported (exported since Windows 98); use Sleep(0)", ["msdn"]),
+    ("msdn (June 1998 x: 'Windows: Unsupported'; April 2000), kernelex-kernel32 (a.c:4, over B); use B",
+     ["msdn", "kernelex-kernel32"]),
+    ("pcmag-petzold, kernelex: convert it yourself", ["pcmag-petzold", "kernelex"]),
+    ("mslu", ["mslu"]),
+])
+def test_evidence_keys_are_the_words_before_the_text(reason: str, keys: list[str]) -> None:
+    assert evidence_keys(reason) == keys
+
+
+def test_every_curated_stub_cites_keys_of_sources() -> None:
+    """Each stub in fixtures/win98_curated.yaml (and each stub of the generated list) names where it comes from."""
+    curated = load_curated(default_curated_path())
+    reasons = {f"{dll}!{name}": reason for dll, stubs in curated.stubs.items() for name, reason in stubs.items()}
+    reasons.update({f"USER32.DLL!{name}": reason for name, reason in curated.user32_stubs.items()})
+    assert len(reasons) > 60
+    for item, reason in reasons.items():
+        keys = evidence_keys(reason)
+        assert keys and set(keys) <= set(curated.sources), (item, reason)
+    data = yaml.safe_load(default_exports_path().read_text())
+    for dll, entry in data["dlls"].items():
+        for name, reason in (entry["stubs"] or {}).items():
+            assert evidence_keys(reason) and set(evidence_keys(reason)) <= set(data["sources"]), (dll, name, reason)
+
+
+# Issue 18: Windows 98 SE exports these (mingw-w64 lists them for Windows 95/98), KernelEx implements them itself
+# for Windows 98 (or replaces them with code that fails too), and MSDN calls them unsupported there.
+KERNELEX_CROSS_CHECK = {
+    "KERNEL32.DLL": ["UnlockFileEx", "TryEnterCriticalSection", "GetThreadTimes", "GetProcessShutdownParameters",
+                     "SetProcessShutdownParameters", "ConnectNamedPipe", "CreateNamedPipeA", "DisconnectNamedPipe",
+                     "HeapWalk", "HeapValidate"],
+    "ADVAPI32.DLL": ["AccessCheck", "AddAccessAllowedAce", "AllocateAndInitializeSid", "CopySid", "DeleteAce",
+                     "DuplicateToken", "DuplicateTokenEx", "EqualPrefixSid", "EqualSid", "FreeSid", "GetAce",
+                     "GetFileSecurityA", "GetLengthSid", "GetNamedSecurityInfoA", "GetSecurityDescriptorControl",
+                     "GetSecurityDescriptorDacl", "GetSecurityDescriptorGroup", "GetSecurityDescriptorLength",
+                     "GetSecurityDescriptorOwner", "GetSecurityDescriptorSacl", "GetSidIdentifierAuthority",
+                     "GetSidLengthRequired", "GetSidSubAuthority", "GetSidSubAuthorityCount", "GetTokenInformation",
+                     "ImpersonateSelf", "InitializeAcl", "InitializeSid", "IsValidSecurityDescriptor", "IsValidSid",
+                     "LogonUserA", "LookupAccountSidA", "MakeSelfRelativeSD", "NotifyBootConfigStatus",
+                     "OpenThreadToken", "PrivilegeCheck", "RegGetKeySecurity", "RevertToSelf", "SetFileSecurityA",
+                     "SetKernelObjectSecurity", "SetSecurityDescriptorGroup", "SetSecurityDescriptorOwner",
+                     "SetSecurityDescriptorSacl", "SetThreadToken"],
+}
+
+
+@pytest.mark.parametrize("dll", sorted(KERNELEX_CROSS_CHECK))
+def test_names_kernelex_reimplements_and_msdn_calls_unsupported_are_stubs(dll: str) -> None:
+    exports = load_exports()
+    for name in KERNELEX_CROSS_CHECK[dll]:
+        assert name in exports.exported[dll] and name not in exports.available[dll], name
+        assert "kernelex" in exports.stubs[dll][name], (name, exports.stubs[dll][name])
 
 
 def test_checked_in_list_has_not_drifted_from_mingw_w64() -> None:

@@ -60,6 +60,34 @@ int main(int argc, char **argv) {
 """
 
 
+# Issue 18: calls Windows 98 SE exports (so the program loads) that the 1998-2000 MSDN Library calls unsupported
+# there and that KernelEx re-implements for Windows 98; mingw-w64 lists them all for Windows 95/98.
+KERNELEX_REIMPLEMENTS = r"""
+#define _WIN32_WINNT 0x0400
+#include <windows.h>
+int main(int argc, char **argv) {
+    CRITICAL_SECTION cs; FILETIME t[4]; DWORD level, flags, size = 0; PSID sid = 0; HANDLE token = 0;
+    SID_IDENTIFIER_AUTHORITY world = {SECURITY_WORLD_SID_AUTHORITY};
+    (void)argv;
+    InitializeCriticalSection(&cs);
+    if (TryEnterCriticalSection(&cs)) LeaveCriticalSection(&cs);
+    GetThreadTimes(GetCurrentThread(), &t[0], &t[1], &t[2], &t[3]);
+    GetProcessShutdownParameters(&level, &flags);
+    if (argc > 5) DisconnectNamedPipe(0);
+    AllocateAndInitializeSid(&world, 1, SECURITY_WORLD_RID, 0, 0, 0, 0, 0, 0, 0, &sid);
+    GetTokenInformation(token, TokenUser, 0, 0, &size);
+    return IsValidSid(sid) ? 0 : 1;
+}
+"""
+KERNELEX_IMPORTS = {"KERNEL32.dll!TryEnterCriticalSection": "kernelex-kernel32",
+                    "KERNEL32.dll!GetThreadTimes": "kernelex-metaxor",
+                    "KERNEL32.dll!GetProcessShutdownParameters": "kernelex-metaxor",
+                    "KERNEL32.dll!DisconnectNamedPipe": "kernelex-metaxor",
+                    "ADVAPI32.dll!AllocateAndInitializeSid": "kernelex-advapi32",
+                    "ADVAPI32.dll!GetTokenInformation": "kernelex-advapi32",
+                    "ADVAPI32.dll!IsValidSid": "kernelex-advapi32"}
+
+
 def _need(*tools: str) -> None:
     for tool in tools:
         if shutil.which(tool) is None:
@@ -99,6 +127,30 @@ def test_nt_only_call_is_exported_but_a_stub(tmp_path: Path) -> None:
     findings = _import_findings(exe)
     assert list(findings) == ["KERNEL32.dll!SwitchToThread"]
     assert findings["KERNEL32.dll!SwitchToThread"].startswith(STUB + ": msdn")
+
+
+def test_unsupported_call_kernelex_reimplements_is_a_stub(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 18: UnlockFileEx is in every Windows 98 KERNEL32 (mingw-w64 lists it for all versions, so the program
+    loads), but the June 1998 MSDN Library says "Windows: Unsupported" and KernelEx ships its own for Windows 98."""
+    exe = _pe(tmp_path, "unlock", "#include <windows.h>\nint main(void) {\n"
+              "  OVERLAPPED at; HANDLE f = CreateFileA(\"x\", GENERIC_READ, 0, 0, OPEN_EXISTING, 0, 0);\n"
+              "  ZeroMemory(&at, sizeof at);\n"
+              "  return UnlockFileEx(f, 0, 1, 0, &at) ? 0 : 1; }\n")
+    findings = _import_findings(exe)
+    assert list(findings) == ["KERNEL32.dll!UnlockFileEx"]  # CreateFileA works on Windows 98
+    reason = findings["KERNEL32.dll!UnlockFileEx"]
+    assert reason.startswith(STUB + ": msdn") and "kernelex-kernel32" in reason, reason
+    assert main(["audit", str(exe), "--os", "win98"]) == 1
+    assert "exported but a stub there" in capsys.readouterr().out
+
+
+def test_other_unsupported_calls_kernelex_reimplements_are_stubs(tmp_path: Path) -> None:
+    """The rest of the cross-check, one of each kind: KERNEL32 names and the ADVAPI32 security functions."""
+    exe = _pe(tmp_path, "kernelex", KERNELEX_REIMPLEMENTS, "-ladvapi32")
+    findings = _import_findings(exe)
+    assert set(findings) == set(KERNELEX_IMPORTS), sorted(findings)
+    for item, source in KERNELEX_IMPORTS.items():
+        assert findings[item].startswith(STUB + ": ") and source in findings[item], (item, findings[item])
 
 
 def test_w_function_is_exported_but_a_stub(tmp_path: Path) -> None:
