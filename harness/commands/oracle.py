@@ -1,8 +1,11 @@
 """`llama98-harness oracle`: llama2.c's `run` command line on the numpy oracle, plus `--verify REPORT`.
 
+It reads a checkpoint of every version the port reads (llama2.c legacy v0 and v1, v2 Q8_0, llama98's version 98
+ternary, version 3 L98M); a BPE tokenizer file selects Llama 3's token rules (harness/oracle/llama3.py).
 Generating prints exactly what llama2.c prints on stdout (the text and a final newline, nothing else), so a
 port's output can be compared byte for byte; flag values are parsed with C's atof/atoi and clamped as run.c
-does. `--verify` checks a port's `-r` report instead and prints one verdict line (exit 0 ok, 1 failure).
+does. `-r` also writes the run as a port's `-r` report (llama2.c tokenizers only). `--verify` checks a port's
+`-r` report instead and prints one verdict line (exit 0 ok, 1 failure).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.core.errors import UsageError
-from harness.judge.verify import DEFAULT_TOL, verify
+from harness.judge.verify import DEFAULT_TOL, oracle_report_text, verify
 from harness.oracle.generate import Oracle, c_atof, c_atoi, clamp_args
 from harness.oracle.llama3 import Llama3Oracle, is_bpe_tokenizer, run_positions
 
@@ -25,13 +28,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run the numpy oracle like llama2.c `run`, or verify a port's report",
         description="Generate text exactly as llama2.c `run` would, or verify a llama98 -r report.",
     )
-    parser.add_argument("checkpoint", help="llama2.c checkpoint (legacy v0 or v1)")
+    parser.add_argument("checkpoint", help="checkpoint: llama2.c v0, v1 or v2 (Q8_0), llama98 98 (ternary) or 3 (L98M)")
     parser.add_argument("-t", dest="temperature", default="1.0", help="temperature, default 1.0 (0 = argmax)")
     parser.add_argument("-p", dest="topp", default="0.9", help="top-p, default 0.9 (outside [0,1] -> 0.9)")
     parser.add_argument("-s", dest="seed", default="0", help="RNG seed, default 0 = time(NULL)")
     parser.add_argument("-n", dest="steps", default="256", help="steps, default 256 (0 = seq_len)")
     parser.add_argument("-i", dest="prompt", default=None, help="prompt")
-    parser.add_argument("-z", dest="tokenizer", default="tokenizer.bin", help="tokenizer, default tokenizer.bin")
+    parser.add_argument("-z", dest="tokenizer", default="tokenizer.bin",
+                        help="tokenizer, llama2.c's or a BPE file (Llama 3), default tokenizer.bin")
     parser.add_argument("-m", dest="mode", default="generate", help="mode: only generate is supported")
     parser.add_argument("-r", dest="report", default=None, help="also write a llama98 report (path or -)")
     parser.add_argument("--verify", metavar="REPORT", default=None, help="verify a port's report instead")
@@ -65,12 +69,15 @@ def run(args: argparse.Namespace) -> int:
     out.write(result.text)
     out.flush()
     if args.report is not None:
-        text = oracle.report_text(result)
+        text = oracle_report_text(oracle, result)
         if args.report == "-":
             out.write(text.encode())
             out.flush()
         else:
-            Path(args.report).write_text(text)
+            try:
+                Path(args.report).write_text(text)
+            except OSError as error:  # a directory, a missing parent: the user's path, one line
+                raise UsageError(f"{args.report}: cannot write the report: {error.strerror}") from None
     return 0
 
 

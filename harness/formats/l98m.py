@@ -1,34 +1,27 @@
 """Write version-3 ("L98M") checkpoints: the header and where each tensor goes (ports/llama98/FORMATS.md).
 
 Only the layout lives here; the exporter (export_hf.py) fills it tensor by tensor with seeks, so a model is
-never held in memory whole. The oracle reads the format with its own code (harness/oracle/checkpoint_v3.py).
+never held in memory whole. The header's byte layout, constants and RopeScaling are harness/formats/checkpoint.py's,
+the same the oracle parses with, so writer and reader cannot drift apart.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
-# The format's constants: one definition for the writer here and the oracle's reader.
-MAGIC = b"L98M"
-VERSION = 3
-HEADER_BYTES = 256
-WEIGHT_FLOAT32 = 0
-FLAG_SHARED = 1
-SCALING_NONE = 0
-SCALING_LLAMA3 = 1
+from harness.formats.checkpoint import (
+    HEADER_BYTES,
+    L98M_FLAG_SHARED,
+    L98M_LAYOUT,
+    L98M_MAGIC,
+    L98M_VERSION,
+    L98M_WEIGHT_FLOAT32,
+    SCALING_LLAMA3,
+    SCALING_NONE,
+    RopeScaling,
+)
 
 LAYER_TENSORS = ("rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3")
-
-
-@dataclass(frozen=True)
-class Llama3Scaling:
-    """The "llama3" rope_scaling of a Hugging Face config."""
-
-    factor: float
-    low_freq_factor: float
-    high_freq_factor: float
-    original_max_position_embeddings: int
 
 
 @dataclass(frozen=True)
@@ -45,8 +38,8 @@ class L98Header:
     shared_classifier: bool
     rope_theta: float
     norm_eps: float
-    scaling: Llama3Scaling | None = None
-    weight_type: int = WEIGHT_FLOAT32
+    scaling: RopeScaling | None = None
+    weight_type: int = L98M_WEIGHT_FLOAT32
 
     @property
     def kv_dim(self) -> int:
@@ -55,9 +48,9 @@ class L98Header:
     def pack(self) -> bytes:
         """The 256 header bytes."""
         s = self.scaling
-        head = MAGIC + struct.pack(
-            "<10i2fi3fi", VERSION, self.dim, self.hidden_dim, self.n_layers, self.n_heads, self.n_kv_heads,
-            self.vocab_size, self.seq_len, self.weight_type, FLAG_SHARED if self.shared_classifier else 0,
+        head = L98M_LAYOUT.pack(
+            L98M_MAGIC, L98M_VERSION, self.dim, self.hidden_dim, self.n_layers, self.n_heads, self.n_kv_heads,
+            self.vocab_size, self.seq_len, self.weight_type, L98M_FLAG_SHARED if self.shared_classifier else 0,
             self.rope_theta, self.norm_eps, SCALING_LLAMA3 if s else SCALING_NONE,
             s.factor if s else 0.0, s.low_freq_factor if s else 0.0, s.high_freq_factor if s else 0.0,
             s.original_max_position_embeddings if s else 0,
@@ -106,7 +99,7 @@ def kv_cache_bytes(header: L98Header, positions: int) -> int:
 
 # Llama 3.2 1B (config.json of meta-llama/Llama-3.2-1B), for the figures in FORMATS.md.
 LLAMA32_1B = L98Header(2048, 8192, 16, 32, 8, 128256, 131072, True, 500000.0, 1e-5,
-                       Llama3Scaling(32.0, 1.0, 4.0, 8192))
+                       RopeScaling(32.0, 1.0, 4.0, 8192))
 
 
 def main() -> int:

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.formats.checkpoint import ModelConfig
 from harness.formats.parts import logical_crc32
-from harness.formats.report import FileRecord, Report, file_crc32, read_report
-from harness.oracle.generate import Oracle
+from harness.formats.report import FileRecord, Report, file_crc32, format_report, read_report
+from harness.oracle.generate import Generation, Oracle
 from harness.oracle.llama3 import Llama3Oracle, is_bpe_tokenizer
 from harness.oracle.rng import XorShiftRng
 from harness.oracle.sampler import (
@@ -38,7 +39,6 @@ from harness.oracle.sampler import (
     top_p_full_order,
     uses_top_p,
 )
-from harness.oracle.tokenizer import BOS_ID
 
 DEFAULT_TOL = 1e-3
 MAX_CDF_TOL = 0.01
@@ -74,10 +74,9 @@ def decode_ids(oracle: AnyOracle, ids: list[int], first_prev: int) -> bytes:
 
 
 def ends_run(oracle: AnyOracle, token: int, position: int, forced: int) -> bool:
-    """True when the id chosen at `position` ends the run: a BOS (llama2.c), or a sampled stop id (Llama 3)."""
-    if isinstance(oracle, Llama3Oracle):
-        return position >= forced and oracle.tokenizer.is_stop(token)
-    return token == BOS_ID
+    """True when the id chosen at `position` ends the run, by the oracle's own rules (the ones its generate loop
+    stops by): a BOS (llama2.c), or a sampled stop id (Llama 3); `forced` prompt positions come first."""
+    return oracle.rules.is_stop(token, position >= forced)
 
 
 def max_token_length(oracle: AnyOracle) -> int:
@@ -129,13 +128,29 @@ def _check_file(kind: str, record: FileRecord, path: Path) -> Verdict | None:
     return None
 
 
-def _check_header(report: Report, oracle: AnyOracle) -> Verdict | None:
-    c = oracle.checkpoint.config
-    expected = {
+def model_fields(c: ModelConfig) -> dict[str, int]:
+    """The header fields a port's `model` record states, as the checkpoint has them."""
+    return {
         "dim": c.dim, "hidden": c.hidden_dim, "layers": c.n_layers, "heads": c.n_heads,
         "kv_heads": c.n_kv_heads, "vocab": c.vocab_size, "seq_len": c.seq_len, "shared": int(c.shared_classifier),
     }
-    for key, value in expected.items():
+
+
+def oracle_report_text(oracle: Oracle, result: Generation, ticks: list[int] | None = None) -> str:
+    """A llama98 `-r` report of an oracle run, as the port would write it: the oracle's `-r` output, and a report
+    verify must accept (tests, comparisons). It lives here, not in the oracle, because the oracle only computes;
+    it is not harness/formats/report.py's format_report itself because it needs the oracle's own types."""
+    return format_report(
+        temperature=float(result.args.temperature), topp=float(result.args.topp), seed=result.args.seed,
+        steps=result.args.steps, prompt=result.args.prompt, model_path=oracle.checkpoint.path,
+        model_fields=model_fields(oracle.checkpoint.config), tokenizer_path=oracle.tokenizer.path,
+        max_token_length=oracle.tokenizer.max_token_length, prompt_ids=result.prompt_ids,
+        token_ids=result.token_ids, ticks=ticks,
+    )
+
+
+def _check_header(report: Report, oracle: AnyOracle) -> Verdict | None:
+    for key, value in model_fields(oracle.checkpoint.config).items():
         reported = report.model.int_field(key)
         if reported is not None and reported != value:
             return _fail(f"model header mismatch: the port reports {key}={reported}, the checkpoint has {value}")

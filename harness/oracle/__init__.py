@@ -1,12 +1,14 @@
 """The numpy oracle: llama2.c's model, tokenizer and sampler, used to check what the llama98 port printed.
 
-Nothing here knows about QEMU or pytest; it reads a checkpoint, a tokenizer and (for verify) a `-r` report.
+Nothing here knows about QEMU, pytest or the port's `-r` report: it reads a checkpoint and a tokenizer and computes
+(logits, generations); judging a port's run against it is harness/judge's job. Checkpoint headers, ModelConfig and
+CheckpointError are harness/formats/checkpoint.py's.
 """
 
 from __future__ import annotations
 
-from harness.oracle.checkpoint import Checkpoint, ModelConfig, load_checkpoint
-from harness.oracle.errors import CheckpointError, OracleError, TokenizerError
+from harness.oracle.checkpoint import Checkpoint, load_checkpoint
+from harness.oracle.errors import OracleError, TokenizerError
 from harness.oracle.generate import (
     Generation,
     Oracle,
@@ -19,9 +21,7 @@ from harness.oracle.tokenizer import Tokenizer, load_tokenizer
 
 __all__ = [
     "Checkpoint",
-    "CheckpointError",
     "Generation",
-    "ModelConfig",
     "Oracle",
     "OracleError",
     "RunArgs",

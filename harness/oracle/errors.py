@@ -1,7 +1,8 @@
 """Errors the oracle raises for bad input files or arguments.
 
 They are HarnessError subclasses so the CLI turns them into one line (`llama98-harness: error: ...`) instead of
-a traceback; each message names the file it is about.
+a traceback; each message names the file it is about. A bad checkpoint is a CheckpointError, which lives with the
+checkpoint format it describes, below the oracle, in harness/formats/checkpoint.py.
 """
 
 from __future__ import annotations
@@ -20,10 +21,6 @@ def describe_read_error(path: object, what: str, error: OSError) -> str:
 
 class OracleError(HarnessError):
     """Something the oracle was given cannot be used (bad file, impossible argument)."""
-
-
-class CheckpointError(OracleError):
-    """A model checkpoint is missing, truncated, or has an impossible header."""
 
 
 class TokenizerError(OracleError):

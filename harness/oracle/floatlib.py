@@ -37,11 +37,14 @@ def _libm_function(name: str, arity: int) -> Callable[..., float] | None:
 
 
 def _near_midpoint(exact: np.ndarray, rounded: np.ndarray) -> np.ndarray:
+    """Where float64 `exact` is within MIDPOINT_ULPS of a rounding midpoint of its float32 `rounded`. An
+    overflow (rounded = inf) makes the ulp inf - inf = nan: it is excluded by isfinite, silently (the invalid
+    subtraction must not warn on every softmax that meets an inf)."""
     up = np.nextafter(rounded, np.float32(np.inf)).astype(np.float64)
     down = np.nextafter(rounded, np.float32(-np.inf)).astype(np.float64)
     r = rounded.astype(np.float64)
-    ulp = up - r
     with np.errstate(invalid="ignore"):
+        ulp = up - r
         distance = np.minimum(np.abs(exact - (r + up) / 2), np.abs(exact - (r + down) / 2))
         return np.isfinite(exact) & (distance < MIDPOINT_ULPS * ulp)
 

@@ -1,5 +1,11 @@
 """Generate text exactly as llama2.c `run -m generate` does, so a port's stdout can be diffed against it.
 
+The generate loop (`run_generation`) is the one every oracle uses: forced prompt tokens, then sampled ones with
+llama2.c's sampler and RNG, one forward step per position. What differs between model families is a small
+TokenRules object: how a prompt becomes ids, which id ends a run, and which bytes a token prints. llama2.c's
+rules are here (Llama2Rules: BOS then the SentencePiece-style encoding, a run ends at BOS id 1 even inside the
+prompt, a piece after BOS loses its leading space); Llama 3's are in harness/oracle/llama3.py.
+
 Also home of llama2.c's argument semantics: atof/atoi parsing of flag values and the clamping run.c applies
 (negative temperature -> 0, topp outside [0, 1] -> 0.9, seed 0 -> time, steps 0 or > seq_len -> seq_len).
 """
@@ -10,10 +16,10 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from harness.formats.report import format_report
 from harness.oracle.checkpoint import Checkpoint, load_checkpoint
 from harness.oracle.errors import OracleError
 from harness.oracle.model import Transformer
@@ -90,9 +96,68 @@ class Generation:
     text: bytes = b""  # stdout, including the final "\n"
 
 
+class TokenRules(Protocol):
+    """What a model family decides in the generate loop; everything else (steps, sampling, cache) is the loop's."""
+
+    def encode_prompt(self, prompt: bytes | None) -> list[int]:
+        """The ids the run starts from: at least one (the first is fed at position 0), the rest are forced."""
+        ...
+
+    def is_stop(self, token: int, sampled: bool) -> bool:
+        """True when `token`, chosen for the next position, ends the run unprinted (`sampled`: it was sampled,
+        not a forced prompt id)."""
+        ...
+
+    def decode(self, prev: int, token: int) -> bytes:
+        """The bytes printed for `token`, which follows `prev`."""
+        ...
+
+
+def run_generation(transformer: Transformer, rules: TokenRules, args: RunArgs) -> Generation:
+    """The generate loop of run.c: forced prompt tokens, then sampled ones, up to `args.steps` positions (already
+    clamped; the KV cache holds exactly that many) or a stop id; the text ends with run.c's final newline."""
+    prompt_ids = rules.encode_prompt(args.prompt)
+    result = Generation(args, prompt_ids)
+    sampler = Sampler.create(float(args.temperature), float(args.topp), args.seed)
+    cache = transformer.new_cache(args.steps)
+    out = bytearray()
+    token = prompt_ids[0]
+    for pos in range(args.steps):
+        logits = transformer.step(token, pos, cache)
+        sampled = pos >= len(prompt_ids) - 1
+        next_token = sampler.sample(logits) if sampled else prompt_ids[pos + 1]
+        result.token_ids.append(next_token)
+        if rules.is_stop(next_token, sampled):
+            break
+        out += rules.decode(token, next_token)
+        token = next_token
+    result.text = bytes(out) + b"\n"
+    return result
+
+
+@dataclass(frozen=True)
+class Llama2Rules:
+    """llama2.c's token rules on a llama2.c tokenizer file."""
+
+    tokenizer: Tokenizer
+
+    def encode_prompt(self, prompt: bytes | None) -> list[int]:
+        ids = self.tokenizer.encode(prompt or b"", bos=True, eos=False)
+        if not ids:
+            raise OracleError("expected at least 1 prompt token")
+        return ids
+
+    def is_stop(self, token: int, sampled: bool) -> bool:
+        """run.c checks every next id, forced or sampled: BOS (id 1) ends the run."""
+        return token == BOS_ID
+
+    def decode(self, prev: int, token: int) -> bytes:
+        return self.tokenizer.decode(prev, token)
+
+
 @dataclass
 class Oracle:
-    """A loaded model and tokenizer, ready to generate or verify."""
+    """A loaded model and llama2.c tokenizer, ready to generate or verify."""
 
     checkpoint: Checkpoint
     tokenizer: Tokenizer
@@ -104,49 +169,16 @@ class Oracle:
         tokenizer = load_tokenizer(tokenizer_path, checkpoint.config.vocab_size)
         return cls(checkpoint, tokenizer, Transformer(checkpoint))
 
-    def encode_prompt(self, prompt: bytes | None) -> list[int]:
-        ids = self.tokenizer.encode(prompt or b"", bos=True, eos=False)
-        if not ids:
-            raise OracleError("expected at least 1 prompt token")
-        return ids
+    @property
+    def rules(self) -> Llama2Rules:
+        return Llama2Rules(self.tokenizer)
 
-    def report_text(self, result: Generation, ticks: list[int] | None = None) -> str:
-        """A llama98 `-r` report of an oracle run, as the port would write it (for tests and comparisons)."""
-        c = self.checkpoint.config
-        return format_report(
-            temperature=float(result.args.temperature), topp=float(result.args.topp), seed=result.args.seed,
-            steps=result.args.steps, prompt=result.args.prompt, model_path=self.checkpoint.path,
-            model_fields={"dim": c.dim, "hidden": c.hidden_dim, "layers": c.n_layers, "heads": c.n_heads,
-                          "kv_heads": c.n_kv_heads, "vocab": c.vocab_size, "seq_len": c.seq_len,
-                          "shared": int(c.shared_classifier)},
-            tokenizer_path=self.tokenizer.path, max_token_length=self.tokenizer.max_token_length,
-            prompt_ids=result.prompt_ids, token_ids=result.token_ids, ticks=ticks,
-        )
+    def encode_prompt(self, prompt: bytes | None) -> list[int]:
+        return self.rules.encode_prompt(prompt)
 
     def generate(self, args: RunArgs) -> Generation:
-        """The generate loop of run.c: forced prompt tokens, then sampled ones, stopping at BOS or steps."""
-        prompt_ids = self.encode_prompt(args.prompt)
-        result = Generation(args, prompt_ids)
-        sampler = Sampler.create(float(args.temperature), float(args.topp), args.seed)
-        cache = self.transformer.new_cache(args.steps)
-        out = bytearray()
-        token = prompt_ids[0]
-        pos = 0
-        while pos < args.steps:
-            logits = self.transformer.step(token, pos, cache)
-            if pos < len(prompt_ids) - 1:
-                next_token = prompt_ids[pos + 1]
-            else:
-                next_token = sampler.sample(logits)
-            pos += 1
-            result.token_ids.append(next_token)
-            if next_token == BOS_ID:
-                break
-            out += self.tokenizer.decode(token, next_token)
-            token = next_token
-        out += b"\n"
-        result.text = bytes(out)
-        return result
+        """run.c's generate loop with llama2.c's rules."""
+        return run_generation(self.transformer, self.rules, args)
 
 
 def generate(

@@ -1,10 +1,11 @@
 """Generate with a Llama 3 model on the oracle: a version-3 checkpoint with a BPE tokenizer file.
 
-The loop is llama2.c's (forced prompt tokens, then sampled ones, the same sampler and RNG), with Llama 3's
-token rules: the prompt is the tokenizer's BOS then the BPE encoding of the prompt, a run ends at the tokenizer's
-EOS or stop ids (<|end_of_text|>, <|eot_id|>), and a token prints as its bytes. The KV cache holds only the
-positions the run uses: steps, capped by `context` (the port's -c) and by the model's seq_len (131072 in Llama
-3.1/3.2 configs, far beyond what a run needs).
+The loop is llama2.c's (run_generation in harness/oracle/generate.py: forced prompt tokens, then sampled ones,
+the same sampler and RNG), with Llama 3's token rules (Llama3Rules): the prompt is the tokenizer's BOS then the
+BPE encoding of the prompt, a sampled id that is the tokenizer's EOS or a stop id (<|end_of_text|>, <|eot_id|>)
+ends the run (a forced prompt id never does), and a token prints as its bytes whatever precedes it. The KV cache
+holds only the positions the run uses: steps, capped by `context` (the port's -c) and by the model's seq_len
+(131072 in Llama 3.1/3.2 configs, far beyond what a run needs).
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from harness.oracle.bpe import MAGIC as BPE_MAGIC
 from harness.oracle.bpe import BpeVocab, load_bpe
 from harness.oracle.checkpoint import Checkpoint, load_checkpoint
 from harness.oracle.errors import OracleError, TokenizerError
-from harness.oracle.generate import Generation, RunArgs
+from harness.oracle.generate import Generation, RunArgs, run_generation
 from harness.oracle.model import Transformer
-from harness.oracle.sampler import Sampler
 
 
 def is_bpe_tokenizer(path: str | Path) -> bool:
@@ -38,6 +38,27 @@ def run_positions(seq_len: int, steps: int, context: int | None = None) -> int:
     return limit if steps <= 0 or steps > limit else steps
 
 
+@dataclass(frozen=True)
+class Llama3Rules:
+    """Llama 3's token rules on a BPE tokenizer file."""
+
+    tokenizer: BpeVocab
+
+    def encode_prompt(self, prompt: bytes | None) -> list[int]:
+        """BOS (when the tokenizer has one), then the prompt's ids."""
+        ids = ([self.tokenizer.bos_id] if self.tokenizer.bos_id >= 0 else []) + self.tokenizer.encode(prompt or b"")
+        if not ids:
+            raise OracleError("expected at least 1 prompt token (the tokenizer has no BOS and the prompt is empty)")
+        return ids
+
+    def is_stop(self, token: int, sampled: bool) -> bool:
+        """Only a sampled EOS or stop id ends the run; the same id forced by the prompt is fed on."""
+        return sampled and self.tokenizer.is_stop(token)
+
+    def decode(self, prev: int, token: int) -> bytes:
+        return self.tokenizer.decode([token])
+
+
 @dataclass
 class Llama3Oracle:
     """A v3 checkpoint, its BPE tokenizer and the forward pass."""
@@ -55,28 +76,14 @@ class Llama3Oracle:
                                  f"{checkpoint.config.vocab_size}")
         return cls(checkpoint, tokenizer, Transformer(checkpoint))
 
+    @property
+    def rules(self) -> Llama3Rules:
+        return Llama3Rules(self.tokenizer)
+
     def encode_prompt(self, prompt: bytes | None) -> list[int]:
         """BOS (when the tokenizer has one), then the prompt's ids."""
-        ids = ([self.tokenizer.bos_id] if self.tokenizer.bos_id >= 0 else []) + self.tokenizer.encode(prompt or b"")
-        if not ids:
-            raise OracleError("expected at least 1 prompt token (the tokenizer has no BOS and the prompt is empty)")
-        return ids
+        return self.rules.encode_prompt(prompt)
 
     def generate(self, args: RunArgs) -> Generation:
         """`args.steps` is already clamped (run_positions); the cache holds exactly that many positions."""
-        prompt_ids = self.encode_prompt(args.prompt)
-        result = Generation(args, prompt_ids)
-        sampler = Sampler.create(float(args.temperature), float(args.topp), args.seed)
-        cache = self.transformer.new_cache(args.steps)
-        out = bytearray()
-        token = prompt_ids[0]
-        for pos in range(args.steps):
-            logits = self.transformer.step(token, pos, cache)
-            next_token = prompt_ids[pos + 1] if pos < len(prompt_ids) - 1 else sampler.sample(logits)
-            result.token_ids.append(next_token)
-            if pos >= len(prompt_ids) - 1 and self.tokenizer.is_stop(next_token):
-                break
-            out += self.tokenizer.decode([next_token])
-            token = next_token
-        result.text = bytes(out) + b"\n"
-        return result
+        return run_generation(self.transformer, self.rules, args)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.formats.checkpoint import ModelConfig
 from harness.oracle import floatlib
-from harness.oracle.checkpoint import Checkpoint, ModelConfig
+from harness.oracle.checkpoint import Checkpoint
 from harness.oracle.quant import linear
 
 RMS_EPS = np.float32(1e-5)

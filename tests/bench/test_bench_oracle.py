@@ -7,7 +7,7 @@ import time
 import pytest
 
 from harness.formats.report import parse_report
-from harness.judge.verify import verify
+from harness.judge.verify import oracle_report_text, verify
 from harness.models.downloads import FixtureError, resolve
 from harness.models.modelgen import cached_checkpoint, cached_tokenizer
 from harness.oracle.generate import Oracle, clamp_args
@@ -29,7 +29,7 @@ def test_verify_256_tokens_15m_shape():
     start = time.perf_counter()
     result = oracle.generate(clamp_args(256, 0.9, 0.9, 1234, 256, b"Once upon a time"))
     generate_s = time.perf_counter() - start
-    report = parse_report(oracle.report_text(result))
+    report = parse_report(oracle_report_text(oracle, result))
     assert len(report.tokens) == 256
 
     start = time.perf_counter()

@@ -9,7 +9,7 @@ import pytest
 
 import harness.cli
 from harness.formats.report import parse_report
-from harness.judge.verify import verify
+from harness.judge.verify import oracle_report_text, verify
 from harness.models.downloads import FixtureError, resolve
 from harness.models.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
 from harness.oracle.generate import Oracle, clamp_args
@@ -27,7 +27,7 @@ def oracle260k() -> Oracle:
 
 def run_report(oracle: Oracle, temperature: float, topp: float, seed: int, steps: int, prompt: bytes | None):
     result = oracle.generate(clamp_args(oracle.checkpoint.config.seq_len, temperature, topp, seed, steps, prompt))
-    return result, oracle.report_text(result)
+    return result, oracle_report_text(oracle, result)
 
 
 def check(oracle: Oracle, text: str):

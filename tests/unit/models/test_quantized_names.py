@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from harness.core.errors import UsageError
+from harness.formats.checkpoint import ModelConfig
 from harness.models.modelgen import SHAPES
 from harness.models.names import choose_model, split_quant
 from harness.models.traffic import weight_bytes_per_token
-from harness.oracle.checkpoint import ModelConfig, load_checkpoint
+from harness.oracle.checkpoint import load_checkpoint
 from harness.perf.measure import workload_names
 
 

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 from harness.cli import main
+from harness.formats.checkpoint import CheckpointError
 from harness.formats.parts import PART_LIMIT, logical_size, part_paths, part_sizes, plan_parts, write_parts
 from harness.formats.report import parse_report
-from harness.judge.verify import verify
+from harness.judge.verify import oracle_report_text, verify
 from harness.models.downloads import FixtureError, resolve
 from harness.models.export_hf import export
 from harness.models.modelgen import SHAPES, ModelShape, _file_layout, write_checkpoint
 from harness.models.names import ModelChoice
 from harness.models.quantize import quantize_file
 from harness.oracle.checkpoint import load_checkpoint
-from harness.oracle.errors import CheckpointError
 from harness.oracle.generate import Oracle, clamp_args
 from harness.oracle.model import Transformer
 from harness.run.session import run_timeout
@@ -69,7 +69,7 @@ def test_the_split_fixture_is_the_same_model(split260k: tuple[Path, Path, Path])
         args = clamp_args(whole.checkpoint.config.seq_len, temperature, 0.9, 42, 60, b"Once upon a time")
         assert split.generate(args).token_ids == whole.generate(args).token_ids
     result = split.generate(clamp_args(split.checkpoint.config.seq_len, 0.0, 0.9, 7, 40, None))
-    report = parse_report(split.report_text(result))
+    report = parse_report(oracle_report_text(split, result))
     assert report.model.bytes == model.stat().st_size
     assert verify(first, tok, report, oracle=split).ok
     assert not verify(model.with_name("tok512.bin"), tok, report, oracle=split).ok  # the crc check can fail

@@ -1,4 +1,5 @@
-"""Checkpoint reading: v0 and v1 agree, bad files are one-line errors, batched and stepwise forward agree."""
+"""Checkpoint reading (the harness.oracle.checkpoint package): v0 and v1 agree, every version loads through the one
+dispatch, bad files are one-line errors, batched and stepwise forward agree."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import struct
 import numpy as np
 import pytest
 
+from harness.formats.checkpoint import L98M_VERSION, Q8_VERSION, TERNARY_VERSION, CheckpointError, RopeScaling
+from harness.formats.l98m import L98Header
 from harness.models.downloads import FixtureError, resolve
 from harness.models.modelgen import SHAPES, ModelShape, write_checkpoint
-from harness.oracle import CheckpointError, load_checkpoint
+from harness.models.quantize import quantize_file
+from harness.oracle.checkpoint import READERS, Checkpoint, Weights, load_checkpoint
 from harness.oracle.model import Transformer
+from harness.oracle.quant import Q8Tensor, TernaryTensor
 
 SMALL = ["gqa-512", "unshared-512", "odd-hidden-mqa", "single-head-400"]
 
@@ -103,7 +108,7 @@ def test_v1_with_other_version_or_flag_is_rejected(tmp_path):
     shape = SHAPES["odd-hidden-mqa"]
     good = bytearray(write_checkpoint(tmp_path / "v1.bin", shape, seed=0, version=1).read_bytes())
     version3 = bytearray(good)
-    struct.pack_into("<i", version3, 4, 3)  # 2 (Q8_0) and 98 (ternary) are read by quantized_checkpoint
+    struct.pack_into("<i", version3, 4, 3)  # 3 is L98M's version, not an ak42 one
     (tmp_path / "v3.bin").write_bytes(bytes(version3))
     assert "version 3 is not supported" in one_line_error(tmp_path / "v3.bin")
     bad_flag = bytearray(good)
@@ -125,3 +130,38 @@ def test_file_size_formula_matches_shape(tmp_path):
     floats = v * d + l * d + l * d * d + 2 * l * d * kv + l * d * d + l * d + 3 * l * d * h + d + 10 * hs + v * d
     assert path.stat().st_size == 28 + 4 * floats
     assert load_checkpoint(path).file_size == path.stat().st_size
+
+
+def test_every_version_has_a_reader() -> None:
+    assert sorted(READERS) == sorted([0, 1, Q8_VERSION, TERNARY_VERSION, L98M_VERSION])
+
+
+def test_quantized_files_load_through_the_package(tmp_path):
+    float_path = write_checkpoint(tmp_path / "f.bin", SHAPES["gqa-512"], seed=4, version=1)
+    q8 = load_checkpoint(quantize_file(float_path, tmp_path / "q8.bin", "q8_0"))
+    ternary = load_checkpoint(quantize_file(float_path, tmp_path / "t.bin", "ternary", int8_classifier=True))
+    assert isinstance(q8, Checkpoint) and isinstance(q8.weights, Weights)
+    assert (q8.version, ternary.version) == (Q8_VERSION, TERNARY_VERSION)
+    assert isinstance(q8.weights.wq[0], Q8Tensor) and isinstance(q8.weights.classifier, Q8Tensor)
+    assert isinstance(ternary.weights.w2[1], TernaryTensor) and isinstance(ternary.weights.classifier, Q8Tensor)
+    assert len(ternary.weights.wk) == SHAPES["gqa-512"].n_layers
+
+
+def test_a_v3_file_is_read_as_strided_layer_views(tmp_path):
+    """Every float of a v3 file is a distinct value, so each tensor view can be checked against its offset."""
+    header = L98Header(32, 48, 2, 4, 2, 260, 64, False, 500000.0, 1e-5, RopeScaling(8.0, 1.0, 4.0, 32))
+    offsets, size = header.offsets()
+    floats = np.arange((size - 256) // 4, dtype="<f4")
+    path = tmp_path / "v3.bin"
+    path.write_bytes(header.pack() + floats.tobytes())
+    ckpt = load_checkpoint(path)
+    assert ckpt.version == L98M_VERSION and ckpt.config.rope_scaling == header.scaling
+    w, shapes = ckpt.weights, header.shapes()
+    for layer in range(2):
+        for name in ("rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3"):
+            key = f"layers.{layer}.{name}"
+            start = (offsets[key] - 256) // 4
+            expected = floats[start:start + int(np.prod(shapes[key]))].reshape(shapes[key])
+            assert np.array_equal(getattr(w, name)[layer], expected), key
+    assert w.classifier[0, 0] == (offsets["classifier"] - 256) // 4
+    assert w.rms_final[0] == (offsets["rms_final"] - 256) // 4

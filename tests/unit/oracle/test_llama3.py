@@ -13,6 +13,7 @@ from harness.models.export_hf import export
 from harness.oracle.bpe import load_bpe
 from harness.oracle.generate import RunArgs
 from harness.oracle.llama3 import Llama3Oracle, is_bpe_tokenizer, run_positions
+from harness.oracle.sampler import Sampler
 from tests.support.bpe_vocab import SharedVocab, build
 from tests.support.hf_llama import hf_forward, make_hf_dir
 
@@ -88,3 +89,55 @@ def test_oracle_cli_runs_a_llama3_model(exported: tuple, capfdbinary: pytest.Cap
     assert capfdbinary.readouterr().out == direct.text
     assert main(["oracle", str(model), "-z", str(tok), "-r", "-"]) != 0
     assert b"not supported with a BPE tokenizer" in capfdbinary.readouterr().err
+
+
+def reference_llama3(oracle: Llama3Oracle, args: RunArgs) -> tuple[list[int], list[int], bytes]:
+    """llama2.c's loop with Llama 3's rules, written out: BOS then the BPE ids, prompt ids forced, a sampled EOS or
+    stop id ends the run unprinted, every printed id is its bytes."""
+    vocab = oracle.tokenizer
+    prompt = [vocab.bos_id] + vocab.encode(args.prompt or b"")
+    stops = {vocab.eos_id, *vocab.stop_ids}
+    sampler = Sampler.create(float(args.temperature), float(args.topp), args.seed)
+    cache = oracle.transformer.new_cache(args.steps)
+    ids: list[int] = []
+    text = b""
+    token = prompt[0]
+    for pos in range(args.steps):
+        logits = oracle.transformer.step(token, pos, cache)
+        if pos < len(prompt) - 1:
+            next_id = prompt[pos + 1]
+        else:
+            next_id = sampler.sample(logits)
+            if next_id in stops:
+                ids.append(next_id)
+                break
+        ids.append(next_id)
+        text += vocab.tokens[next_id]
+        token = next_id
+    return prompt, ids, text + b"\n"
+
+
+def test_the_loop_is_the_reference_loop(exported: tuple, tmp_path: Path) -> None:
+    """The shared loop with Llama3Rules, on the free tokenizer and on one whose stop ids are tokens the free runs
+    sample (and one the prompt forces), at T=0 and sampled."""
+    model, tok, _tensors, _config, vocab = exported
+    runs = [RunArgs(np.float32(t), np.float32(p), seed, steps, prompt) for t, p, seed, steps, prompt in (
+        (0.0, 0.9, 1, 40, PROMPT), (1.0, 0.9, 42, 60, PROMPT), (0.8, 1.0, 7, 50, b"The dog ran"),
+        (1.1, 0.5, 3, 30, "Émile saw a café ☕".encode()), (1.0, 0.9, 5, 2, PROMPT))]
+    free = Llama3Oracle.load(model, tok)
+    sampled: list[int] = []
+    for args in runs:
+        result = free.generate(args)
+        assert (result.prompt_ids, result.token_ids, result.text) == reference_llama3(free, args)
+        sampled += result.token_ids[len(result.prompt_ids) + 2:len(result.prompt_ids) + 4]
+    source = from_tokenizer_json(Path(vocab.tokenizer_json))
+    prompt_id = free.encode_prompt(PROMPT)[1]
+    bos = vocab.specials["<|begin_of_text|>"]
+    write_bpe(tmp_path / "stops.bin", source, bos, sampled[0], [*sampled[1:], prompt_id])
+    stopping = Llama3Oracle.load(model, tmp_path / "stops.bin")
+    stopped = 0
+    for args in runs:
+        result = stopping.generate(args)
+        assert (result.prompt_ids, result.token_ids, result.text) == reference_llama3(stopping, args)
+        stopped += len(result.token_ids) < args.steps
+    assert stopped >= 2  # the stop rule was exercised
