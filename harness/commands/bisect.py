@@ -34,7 +34,8 @@ def _cmd_bisect(args: argparse.Namespace) -> int:
     outcome = bisect(Path(args.repo), args.good, args.bad, metric=args.metric, threshold=args.threshold,
                      model=args.model, out_dir=Path(args.out) if args.out else None, port_dir=args.port_dir,
                      vm=args.vm, icount_shift=args.icount_shift, plot=not args.no_plot, use_cache=not args.fresh,
-                     build_command=args.build, binary=args.binary, cli=args.cli, wall_clock=args.wall_clock)
+                     build_command=args.build, binary=args.binary, cli=args.cli, wall_clock=args.wall_clock,
+                     toolchain=args.toolchain)
     print_outcome(outcome, args.metric)
     return 0
 
@@ -52,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--good", required=True, metavar="REV", help="a commit that is fast enough")
     parser.add_argument("--bad", required=True, metavar="REV", help="a later commit that is slower")
     parser.add_argument("--metric", choices=METRICS, default="host-ipt",
-                        help="host-ipt: callgrind instructions/token of the tiny686 build (no VM, exact; default); "
+                        help="host-ipt: callgrind instructions/token of the i386 Linux build (tiny686, or "
+                             "watcom-tiny686 with --toolchain openwatcom; no VM, exact; default); "
                              "guest-ipt: guest instructions/token under QEMU -icount; "
                              "tok_s: the program's own tok/s on the guest's -icount clock")
     parser.add_argument("--threshold", type=parse_threshold, default=0.05, metavar="PCT",
@@ -65,6 +67,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="a fork's own build command, run by sh at the top of each checkout (e.g. 'make run')")
     parser.add_argument("--binary", metavar="PATH", default=None,
                         help="with --build: the binary it produces, relative to the checkout (e.g. run)")
+    parser.add_argument("--toolchain", choices=("gcc", "openwatcom", "auto"), default=None,
+                        help="build each commit of the port with gcc (default: the tiny686 build, or the guest's) or "
+                             "openwatcom (watcom-tiny686, or watcom-win32 for a Windows 98 image); with --build, "
+                             "what the command runs with (default auto: OpenWatcom's environment when it starts "
+                             "with wmake, wcl386, owcc or wcc386, else yours)")
     parser.add_argument("--cli", choices=("llama98", "llama2c"), default=None,
                         help="command-line style of the measured binary (default: llama2c with --build, else "
                              "llama98)")

@@ -4,7 +4,8 @@ Boot the guest (tiny686 unless --vm names an image), inject the binary (our port
 model and tokenizer over FTP with checksum verification, run it, and judge the run with the oracle: token-level
 for our port (`-r -` report), text-level for a llama2.c-style binary (`--cli llama2c`, detected by default).
 Prints the text, tok/s, the guest wall time, the verdict and the artifact directory; exits 0 only when the
-verdict is ok.
+verdict is ok. `--build CMD` first runs a fork's own build in the current directory (make in your environment;
+wmake, wcl386 or owcc in OpenWatcom's), then runs the --binary it left.
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ from pathlib import Path
 from harness.core.errors import UsageError
 from harness.formats.report import describe_memory
 from harness.models.names import DEFAULT_MODEL, choose_model
-from harness.run.judged import CLI_STYLES, choose_cli, run_and_judge
+from harness.port.build import PortBuildError, build_port
+from harness.run.judged import (
+    BUILD_TOOLCHAINS,
+    CLI_STYLES,
+    choose_cli,
+    guest_build,
+    run_and_judge,
+    run_build,
+    watcom_os,
+)
 from harness.run.session import PortArgs, Session, SessionOptions
 
 log = logging.getLogger(__name__)
@@ -43,6 +53,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("-s", dest="seed", type=int, default=42, help="RNG seed (default 42)")
     parser.add_argument("--binary", type=Path, default=None,
                         help="a prebuilt binary for the guest: our port, or any llama2.c-style program")
+    parser.add_argument("--build", metavar="CMD", default=None,
+                        help="with --binary: a fork's own build command, run by sh in the current directory before "
+                             "the run (e.g. 'make run', or 'wmake -f fork.mk' for an OpenWatcom build)")
+    parser.add_argument("--toolchain", choices=BUILD_TOOLCHAINS, default="auto",
+                        help="what --build runs with: openwatcom (OpenWatcom's environment for the guest's OS: "
+                             "WATCOM, INCLUDE, its tools on PATH), gcc (your environment as it is), or auto "
+                             "(default: openwatcom when CMD starts with wmake, wcl386, owcc or wcc386). Without "
+                             "--binary, openwatcom runs OpenWatcom's build of our port (watcom-tiny686, "
+                             "watcom-win32)")
     parser.add_argument("--cli", choices=("auto", *CLI_STYLES), default="auto",
                         help="command-line style of --binary: llama98 (our port, -r report, token-level verdict), "
                              "llama2c (llama2.c's flags only, text-level verdict), or auto (default: detected)")
@@ -79,16 +98,38 @@ def _memory_mb(text: str) -> int:
     return value
 
 
+def _binary(args: argparse.Namespace) -> Path | None:
+    """The binary to run: --binary after its --build, OpenWatcom's build of our port for `--toolchain
+    openwatcom` alone, else None (the Session builds ours with gcc)."""
+    if args.build is not None:
+        if args.binary is None:
+            raise UsageError("--build needs --binary: the path of the binary the build command leaves")
+        guest = guest_build(args.vm, args.profile)
+        toolchain = run_build(args.build, Path.cwd(), toolchain=args.toolchain, target=watcom_os(guest))
+        if not args.binary.is_file():
+            raise PortBuildError(f"the build command {args.build!r} left no binary at {args.binary}")
+        log.info(f"built {args.binary} with {args.build!r} ({toolchain})")
+        return Path(args.binary)
+    if args.toolchain == "openwatcom":
+        if args.binary is not None:
+            raise UsageError("--toolchain openwatcom with --binary applies to --build; a prebuilt binary runs as it is")
+        from harness.perf.measure import toolchain_build
+
+        return build_port(toolchain_build("openwatcom", guest_build(args.vm, args.profile)))
+    return args.binary
+
+
 def run_main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     if args.json and not args.json.parent.is_dir():
         raise UsageError(f"--json: directory {args.json.parent} does not exist")
-    cli = choose_cli(args.cli, args.binary)
+    binary = _binary(args)
+    cli = choose_cli(args.cli, binary)
     choice = choose_model(args.model, args.tokenizer)
     log.info(f"model: {choice.label}")
-    if args.binary is not None:
-        log.info(f"binary: {args.binary} (command line style: {cli})")
-    options = SessionOptions(vm=args.vm, profile=args.profile, binary=args.binary, icount_shift=args.icount,
+    if binary is not None:
+        log.info(f"binary: {binary} (command line style: {cli})")
+    options = SessionOptions(vm=args.vm, profile=args.profile, binary=binary, icount_shift=args.icount,
                              use_snapshot=not args.no_snapshot, artifacts=args.artifacts,
                              timeout_scale=args.timeout_scale, ftp_mode=args.ftp_mode,
                              inputs=(choice.checkpoint, choice.tokenizer), memory_mb=args.memory)

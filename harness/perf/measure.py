@@ -10,6 +10,12 @@ Speed comparisons between commits need a figure that does not move with host loa
   guest kernel runs meanwhile (timer interrupts land at different points of each run), so repeats agree to ~0.1%
   rather than exactly, and it sits within ~1% of host-ipt for the same binary.
 Wall-clock tok/s in the guest is the figure users care about but is noisy; it is computed from the same report.
+
+Both figures are taken per build, and a build is one toolchain's: `gcc` (tiny686, win32) or `openwatcom`
+(watcom-tiny686, watcom-win32), what the nightly job and the Windows 98 forks compile with. host-ipt measures the
+i386 Linux build of either (valgrind runs i386 ELF); the Win32 builds run only in a Windows 98 guest. A figure is
+recorded with the build and toolchain it came from, because OpenWatcom's code is another program than gcc's: the
+two are compared side by side, never mixed in one history line.
 """
 
 from __future__ import annotations
@@ -32,11 +38,30 @@ log = logging.getLogger(__name__)
 
 CALLGRIND_TIMEOUT_S = 900
 HOST_BUILD = "tiny686"
+TOOLCHAINS = ("gcc", "openwatcom")
+DEFAULT_TOOLCHAIN = "gcc"
+# The build each toolchain makes for each kind of guest (keyed by the gcc build the guest runs, which
+# harness/port/build.py maps from the guest's console): the same sources and guest OS, another compiler.
+TOOLCHAIN_BUILDS: dict[str, dict[str, str]] = {
+    "tiny686": {"gcc": "tiny686", "openwatcom": "watcom-tiny686"},
+    "win32": {"gcc": "win32", "openwatcom": "watcom-win32"},
+}
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
 class MeasureError(HarnessError):
     """A measurement could not be taken: the tool is missing, the port crashed, or the run ended early."""
+
+
+class NotMeasurable(MeasureError):
+    """This figure cannot be taken of this build on this host, for a known reason that is no defect of the port
+    (a capability the host lacks). Its own type so `bench` says so in one line and measures the rest."""
+
+
+# valgrind gives a static binary a brk heap of at most 8 MB. glibc's malloc then takes memory with mmap; the
+# Linux runtime of OpenWatcom grows its heap with brk only, so its build runs out of memory under valgrind on
+# any model of more than a few MB (stories260K fits, 15M-shape does not); in the guest it has the guest's RAM.
+BRK_OVERFLOW = "brk segment overflow"
 
 
 @dataclass(frozen=True)
@@ -118,6 +143,50 @@ def workload(name: str, short_steps: int | None = None, long_steps: int | None =
     return Workload(name, model, choice.tokenizer, short, long)
 
 
+def toolchain_names(text: str) -> list[str]:
+    """Parse a comma-separated --toolchain value (gcc, openwatcom) in the order given; unknown names are a usage
+    error."""
+    names: list[str] = []
+    for raw in (item.strip().lower() for item in text.split(",")):
+        if not raw:
+            continue
+        if raw not in TOOLCHAINS:
+            raise UsageError(f"unknown toolchain {raw!r}: choose from {', '.join(TOOLCHAINS)}")
+        if raw not in names:
+            names.append(raw)
+    if not names:
+        raise UsageError("--toolchain is empty: name gcc, openwatcom or both (gcc,openwatcom)")
+    return names
+
+
+def toolchain_of(build: str) -> str:
+    """The toolchain a build target is compiled with: openwatcom for the targets harness/port/build.py builds
+    with wmake (watcom-*), gcc for the GNU make ones (gcc, gcc -m32, MinGW)."""
+    from harness.port.build import TARGETS
+
+    spec = TARGETS.get(build)
+    if spec is None:
+        raise UsageError(f"unknown build target {build!r}: choose from {', '.join(TARGETS)}")
+    return "openwatcom" if spec.toolchain == "openwatcom" else "gcc"
+
+
+def toolchain_build(toolchain: str, guest_build: str = HOST_BUILD) -> str:
+    """The build `toolchain` makes for a guest that runs `guest_build` (tiny686 or win32)."""
+    if toolchain not in TOOLCHAINS:
+        raise UsageError(f"unknown toolchain {toolchain!r}: choose from {', '.join(TOOLCHAINS)}")
+    try:
+        return TOOLCHAIN_BUILDS[guest_build][toolchain]
+    except KeyError:
+        raise UsageError(f"no {toolchain} build for a guest that runs the {guest_build} build") from None
+
+
+def guest_build(vm: str | None, profile: str = "auto") -> str:
+    """The gcc build a guest runs (tiny686 or win32; harness/run/judged.py reads the profile, booting nothing)."""
+    from harness.run.judged import guest_build as judged_guest_build
+
+    return judged_guest_build(vm, profile)
+
+
 def weight_bytes(load: Workload) -> float:
     """Bytes of weights one token reads with this workload's model (harness/models/traffic.py)."""
     from harness.models.traffic import weight_bytes_per_token
@@ -153,6 +222,10 @@ def callgrind_instructions(binary: Path, load: Workload, steps: int, timeout: fl
                    *load.port_args(steps), "-r", str(report_path)]
         result = run(command, what=f"callgrind run of {binary} (-n {steps})", timeout=timeout, check=False,
                      error=MeasureError)
+        if result.returncode != 0 and BRK_OVERFLOW in result.stderr:
+            raise NotMeasurable(f"{load.name} does not fit the 8 MB brk heap valgrind gives a static binary, and "
+                                f"this build's C runtime takes memory with brk only (OpenWatcom's Linux runtime; "
+                                f"glibc's falls back to mmap): measure it in the guest with --mode icount")
         if result.returncode != 0:
             last = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("==")]
             why = last[-1] if last else f"exit code {result.returncode}"
@@ -169,8 +242,9 @@ def callgrind_instructions(binary: Path, load: Workload, steps: int, timeout: fl
         return int(match.group(1))
 
 
-def host_ipt(binary: Path, load: Workload, timeout: float = CALLGRIND_TIMEOUT_S) -> HostIpt:
-    """Instructions per token of `binary` on `load`: the two callgrind runs go in parallel (they are independent)."""
+def host_ipt(binary: Path, load: Workload, timeout: float = CALLGRIND_TIMEOUT_S, build: str = HOST_BUILD) -> HostIpt:
+    """Instructions per token of `binary` (the i386 Linux `build` it came from, recorded with the figure) on
+    `load`: the two callgrind runs go in parallel (they are independent)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         short = pool.submit(callgrind_instructions, binary, load, load.short_steps, timeout)
         long = pool.submit(callgrind_instructions, binary, load, load.long_steps, timeout)
@@ -179,7 +253,7 @@ def host_ipt(binary: Path, load: Workload, timeout: float = CALLGRIND_TIMEOUT_S)
     if per_token <= 0:
         raise MeasureError(f"instruction counts do not grow with length ({ir_short} at -n {load.short_steps}, "
                            f"{ir_long} at -n {load.long_steps})")
-    return HostIpt(per_token, ir_short, ir_long, load.short_steps, load.long_steps)
+    return HostIpt(per_token, ir_short, ir_long, load.short_steps, load.long_steps, build)
 
 
 def guest_instructions(ticks: int, hz: int, shift: int) -> float:
@@ -236,21 +310,45 @@ def git_commit(repo: Path) -> dict[str, object] | None:
     return {"sha": sha, "subject": subject, "date": date, "dirty": bool(status)}
 
 
-def environment(profile: str | None = None, qemu_binary: str | None = "qemu-system-i386") -> dict[str, object]:
-    """Everything a figure depends on besides the port: host CPU and cores, QEMU, compiler and flags, profile."""
-    from harness.port.build import TARGETS, compile_flags, target_for_console
+def compiler_version(build: str) -> str | None:
+    """The compiler's version line for `build`: `CC --version` for gcc's builds, wcc386's banner for OpenWatcom's
+    (taken from the toolchain in use; None when it is not there, which the figure's record then says)."""
+    from harness.port.build import TARGETS
+
+    if toolchain_of(build) == "gcc":
+        return first_line([TARGETS[build].compiler, "--version"])
+    from harness.toolchains.openwatcom import ToolchainError, find_openwatcom
+
+    try:
+        watcom = find_openwatcom()
+        result = run([str(watcom.tool("wcc386")), "-?"], what="wcc386 -?", env=watcom.env("linux"), timeout=30,
+                     check=False, error=ToolchainError)
+    except ToolchainError:
+        return None
+    lines = [line.strip() for line in (result.stdout or result.stderr).splitlines() if line.strip()]
+    ends = next((index for index, line in enumerate(lines) if "version" in line.lower()), None)
+    return " ".join(lines[:ends + 1]) if ends is not None else None  # "Open Watcom C x86 ... Version 2.0 beta ..."
+
+
+def environment(profile: str | None = None, qemu_binary: str | None = "qemu-system-i386",
+                build: str | None = None) -> dict[str, object]:
+    """Everything a figure depends on besides the port: host CPU and cores, QEMU, the build (target, toolchain,
+    compiler and flags) and the profile. `build` names the build measured; by default the gcc build the profile's
+    guest runs (tiny686 without a profile)."""
+    from harness.port.build import compile_flags, target_for_console
     from harness.vm.profile import load_profile
 
-    build = target_for_console(load_profile(profile).console.kind) if profile else HOST_BUILD
-    compiler = TARGETS[build].compiler
+    if build is None:
+        build = target_for_console(load_profile(profile).console.kind) if profile else HOST_BUILD
     return {
         "host_cpu": host_cpu(),
         "host_cores": os.cpu_count(),
         "host_os": platform.platform(),
         "qemu": first_line([qemu_binary, "--version"]) if qemu_binary else None,
         "valgrind": first_line(["valgrind", "--version"]),
-        "compiler": first_line([compiler, "--version"]),
+        "compiler": compiler_version(build),
         "build": build,
+        "toolchain": toolchain_of(build),
         "cflags": compile_flags(build),
         "profile": profile,
     }

@@ -6,10 +6,12 @@ as error bars so noise is not mistaken for a step.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.core.atomic import temp_beside
 from harness.core.errors import HarnessError, UsageError
 from harness.core.paths import cache_dir
 from harness.perf.results import CommitResult, range_of, value_of
@@ -18,12 +20,54 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     # metric -> (axis label, modes it is found in, preferred first)
     "tok_s": ("guest tokens/s", ("wall", "icount")),
     "guest_ipt": ("guest instructions/token", ("icount",)),
-    "host_ipt": ("host instructions/token (callgrind, tiny686 build)", ("host-ipt",)),
+    "host_ipt": ("host instructions/token (callgrind, i386 Linux build)", ("host-ipt",)),
 }
 
 
 class PlotError(HarnessError):
-    """Nothing to plot, or matplotlib is missing."""
+    """Nothing to plot, matplotlib is missing, or the plot cannot be written where asked."""
+
+
+def png_path(out: Path) -> Path:
+    """The file a plot asked for as `out` goes to, or a one-line PlotError before anything is drawn.
+
+    `out` itself when it ends in .png; `out` + ".png" when it has no extension (matplotlib's own rule, so the
+    path callers print is the file written); refused when it is a directory (matplotlib would write DIR.png
+    beside it) or has another extension (matplotlib would silently write a JPEG, PDF or SVG under a name the
+    option calls OUT.png, or fail with a traceback for one it does not know)."""
+    if out.is_dir():
+        raise PlotError(f"{out} is a directory: name the PNG file to write")
+    if not out.suffix:
+        out = out.with_name(out.name + ".png")
+        if out.is_dir():
+            raise PlotError(f"{out} is a directory: name the PNG file to write")
+    elif out.suffix.lower() != ".png":
+        raise PlotError(f"{out}: plots are PNG files, name the output *.png")
+    for directory in reversed([out.parent, *out.parent.parents]):
+        try:
+            blocked = directory.exists() and not directory.is_dir()
+        except OSError:  # not searchable: the write itself will say so
+            break
+        if blocked:
+            raise PlotError(f"cannot write {out}: {directory} is a file, not a directory")
+    return out
+
+
+def _save(figure: Any, out: Path) -> None:
+    """Write `figure` as a PNG to `out` whole or not at all (core.atomic's temporary file, renamed when
+    complete): a failed write leaves no truncated PNG, and its OSError is one PlotError line."""
+    temp: Path | None = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = temp_beside(out)
+        with handle:
+            figure.savefig(handle, format="png", dpi=100)
+        os.replace(temp, out)
+    except OSError as error:
+        raise PlotError(f"cannot write {out}: {error.strerror or error}") from None
+    finally:
+        if temp is not None:
+            temp.unlink(missing_ok=True)
 
 
 def _pyplot() -> Any:
@@ -40,7 +84,9 @@ def _pyplot() -> Any:
 def plot_series(labels: Sequence[str], series: dict[str, list[float | None]], out: Path, *, ylabel: str,
                 title: str, ranges: dict[str, list[tuple[float, float] | None]] | None = None,
                 highlight: int | None = None) -> Path:
-    """One line per series over commits `labels` (oldest first); `highlight` marks one commit (a culprit)."""
+    """One line per series over commits `labels` (oldest first); `highlight` marks one commit (a culprit).
+    Returns the file written: `out`, with .png added when it has no extension (png_path)."""
+    out = png_path(out)
     if not labels or not any(v is not None for values in series.values() for v in values):
         raise PlotError(f"nothing to plot for {out.name}: no measured values")
     plt = _pyplot()
@@ -68,9 +114,10 @@ def plot_series(labels: Sequence[str], series: dict[str, list[float | None]], ou
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
+    try:
+        _save(figure, out)
+    finally:
+        plt.close(figure)
     return out
 
 
@@ -88,19 +135,33 @@ def _models_of(result: CommitResult, mode: str) -> list[str]:
     return list(models) if isinstance(models, dict) else []
 
 
-def plot_history(history: list[CommitResult], out: Path, metric: str = "tok_s", mode: str | None = None) -> Path:
-    """Plot `metric` per commit for every model found in a results history."""
+def plot_history(history: list[CommitResult], out: Path, metric: str = "tok_s", mode: str | None = None, *,
+                 also: Sequence[str] = ()) -> Path:
+    """Plot `metric` per commit for every model found in a results history; `also` adds the same metric from other
+    runs of each commit (another toolchain's build: `host-ipt@openwatcom`), one line per model and run."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}: choose from {', '.join(METRICS)}")
     if not history:
         raise PlotError("the results directory holds no results")
     chosen = _mode_for(history, metric, mode)
-    models = sorted({name for r in history for name in _models_of(r, chosen)})
+    runs = [chosen, *(key for key in also if key != chosen)]
     labels = [r.sha[:7] for r in history]
-    series = {m: [value_of(r.metric(chosen, m, metric)) for r in history] for m in models}
-    ranges = {m: [range_of(r.metric(chosen, m, metric)) for r in history] for m in models}
-    return plot_series(labels, series, out, ylabel=METRICS[metric][0], title=f"{metric} per commit ({chosen} mode)",
-                       ranges=ranges)
+    series: dict[str, list[float | None]] = {}
+    ranges: dict[str, list[tuple[float, float] | None]] = {}
+    for key in runs:
+        for model in sorted({name for r in history for name in _models_of(r, key)}):
+            label = model if len(runs) == 1 else f"{model} ({_toolchain_label(key)})"
+            series[label] = [value_of(r.metric(key, model, metric)) for r in history]
+            ranges[label] = [range_of(r.metric(key, model, metric)) for r in history]
+    mode_name = chosen.split("@")[0]
+    builds = "" if len(runs) == 1 else f"; {', '.join(_toolchain_label(key) for key in runs)}"
+    return plot_series(labels, series, out, ylabel=METRICS[metric][0],
+                       title=f"{metric} per commit ({mode_name} mode{builds})", ranges=ranges)
+
+
+def _toolchain_label(key: str) -> str:
+    """The toolchain of a run key: `host-ipt@openwatcom` -> openwatcom, a plain mode -> gcc (results.py)."""
+    return key.split("@", 1)[1] if "@" in key else "gcc"
 
 
 def default_results_dir() -> Path:

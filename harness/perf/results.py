@@ -12,7 +12,11 @@ Layout of `<results dir>/<sha[:12]>.json`:
                      "models": {"<model>": {"<metric>": number or {"median", "min", "max", "samples"}, ...}}}}}
 ```
 Modes: `host-ipt` (callgrind), `icount` (QEMU -icount), `wall` (plain emulation). Metrics: `host_ipt`,
-`guest_ipt`, `icount_shift`, `tok_s`, `ticks`, `host_wall_s`.
+`guest_ipt`, `icount_shift`, `tok_s`, `ticks`, `host_wall_s`, `weight_bytes` (per token), and what was measured:
+`build` (tiny686, watcom-tiny686, ...) and `toolchain` (gcc, openwatcom). A mode's run key is the mode itself for
+the gcc build and `<mode>@<toolchain>` for another toolchain's (`host-ipt@openwatcom`), so each toolchain is its own
+history and the gcc history of earlier files goes on unchanged; each run's environment names its build,
+toolchain, compiler version and flags.
 """
 
 from __future__ import annotations

@@ -7,23 +7,37 @@ Two kinds of binary, one outcome:
   the printed text is found among the program's chatter and judged text-level (harness/judge/text_check.py), and
   tok/s is the program's own `achieved tok/s` line.
 In both cases the harness also measures the guest wall time around the run.
+
+A fork is often built by its own makefile right before it is judged (`run --binary run --build 'make run'`, and
+each step of `bisect --build`): `run_build` runs that command, in the user's environment for make and gcc, or in
+OpenWatcom's own (harness/toolchains/openwatcom.py: WATCOM, INCLUDE and PATH for the guest's OS, nothing of the
+user's) when the command starts with an OpenWatcom tool (wmake, wcl386, owcc, wcc386) or the toolchain is named.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import UsageError
+from harness.core.proc import run
 from harness.formats.report import Report
 from harness.judge.text_check import TextVerdict, judge_text, program_tok_s
 from harness.judge.token_check import RunCheck, check_run
 from harness.models.names import ModelChoice
 from harness.oracle.generate import Oracle, clamp_args
-from harness.run.session import InjectedModel, PortArgs, PortRun, ProgramRun, Session
+from harness.port.build import BUILD_TIMEOUT_S, PortBuildError
+from harness.run.session import InjectedModel, PortArgs, PortRun, ProgramRun, Session, port_target
+from harness.toolchains.openwatcom import Target, ToolchainMissing, find_openwatcom
 
 CLI_STYLES = ("llama98", "llama2c")
 PORT_MARKER = b"llama98 report "  # the report header only our port's binary contains
+# The toolchain a build command runs with: `auto` reads the command's first word.
+BUILD_TOOLCHAINS = ("auto", "gcc", "openwatcom")
+WATCOM_TOOLS = ("wmake", "wcl386", "owcc", "wcc386")
+BUILD_OUTPUT_LINES = 6
 
 
 def detect_cli(binary: Path) -> str:
@@ -104,3 +118,70 @@ def run_and_judge(session: Session, injected: InjectedModel, args: PortArgs, cli
                           program=program)
     (artifacts / "verdict.txt").write_text(f"{outcome.level}: {outcome.verdict}\n", encoding="utf-8")
     return outcome
+
+
+# --- a fork's own build ----------------------------------------------------------------------------------------
+
+
+def guest_build(vm: str | None, profile: str = "auto") -> str:
+    """The gcc build of our port a guest runs (tiny686 or win32): the stand-in's unless `vm` names an image,
+    whose profile is detected (read-only, nothing boots) unless `profile` names it."""
+    from harness.guests.detect import detect_profile
+    from harness.vm.profile import load_profile
+
+    if profile != "auto":
+        name = profile
+    else:
+        name = "tiny686" if vm in (None, "tiny686") else detect_profile(Path(str(vm)))
+    return port_target(load_profile(name))
+
+
+def watcom_os(build: str) -> Target:
+    """OpenWatcom's target OS for programs that run where `build` runs: nt for Win32 guests, else linux."""
+    return "nt" if build.endswith("win32") else "linux"
+
+
+def build_toolchain(command: str, requested: str = "auto") -> str:
+    """`gcc` or `openwatcom`: as requested, or for `auto` openwatcom when the command starts with one of its tools
+    (`wmake -f fork.mk`, `wcl386 ...`, `owcc ...`), else gcc (the user's own environment, as make expects)."""
+    if requested not in BUILD_TOOLCHAINS:
+        raise UsageError(f"unknown toolchain {requested!r}: choose from {', '.join(BUILD_TOOLCHAINS)}")
+    if requested != "auto":
+        return requested
+    try:
+        words = shlex.split(command)
+    except ValueError as error:
+        raise UsageError(f"cannot parse the build command {command!r}: {error}") from None
+    program = next((word for word in words if "=" not in word), "")  # after any VAR=value assignments
+    return "openwatcom" if os.path.basename(program) in WATCOM_TOOLS else "gcc"
+
+
+def build_env(toolchain: str, target: Target = "linux") -> dict[str, str] | None:
+    """The environment a build command runs in: OpenWatcom's for `target` (the toolchain is found or built
+    first; a machine without one gets ToolchainMissing's one line), None (the user's own) for gcc."""
+    if toolchain != "openwatcom":
+        return None
+    try:
+        return find_openwatcom().env(target)
+    except ToolchainMissing as error:
+        raise ToolchainMissing(f"a build with OpenWatcom needs the toolchain: {error}") from None
+
+
+def run_build(command: str, cwd: Path, *, toolchain: str = "auto", target: Target = "linux",
+              timeout: float = BUILD_TIMEOUT_S) -> str:
+    """Run a fork's build command with sh in `cwd` and return the toolchain it ran with; a failure is one
+    PortBuildError line with the command's first error lines."""
+    if not command.strip():
+        raise UsageError("the build command is empty")
+    chosen = build_toolchain(command, toolchain)
+    env = build_env(chosen, target)
+    where = f"OpenWatcom's {target} environment" if env is not None else "your environment"
+    result = run(["sh", "-c", command], what=f"the build command {command!r}", cwd=cwd, env=env, timeout=timeout,
+                 check=False, error=PortBuildError)
+    if result.returncode != 0:
+        lines = [line.strip() for line in (result.stderr + "\n" + result.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if "error" in line.lower()] or lines[-BUILD_OUTPUT_LINES:]
+        detail = " | ".join(errors[:BUILD_OUTPUT_LINES]) or "no output"
+        raise PortBuildError(f"the build command {command!r} failed in {cwd} (exit {result.returncode}, {where}): "
+                             f"{detail}")
+    return chosen

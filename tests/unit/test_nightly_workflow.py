@@ -24,6 +24,7 @@ import yaml
 
 from harness.cli import build_parser
 from harness.core.paths import project_root
+from harness.port.build import TARGETS, ToolchainMissing, compile_flags
 
 WORKFLOW = project_root() / ".github" / "workflows" / "nightly.yml"
 LOCALALLOC_FIX = date(2024, 1, 1)  # open-watcom-v2 #852 fixed by PR #1195 at the turn of 2023/2024
@@ -141,24 +142,82 @@ def test_setup_follows_the_readme_in_every_testing_job(workflow: dict[str, Any])
             assert runs.index("bash .ci/setup") < runs.index(".venv/bin/"), name
 
 
+def _setup_watcom_steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for step in job["steps"] if step.get("uses", "").startswith("open-watcom/setup-watcom@")]
+
+
 def test_openwatcom_is_pinned_after_the_win9x_localalloc_fix(workflow: dict[str, Any]) -> None:
-    steps = [step for step in _steps(workflow) if step.get("uses", "").startswith("open-watcom/setup-watcom@")]
-    assert len(steps) == 1
-    inputs = steps[0]["with"]
-    assert str(inputs["version"]) == "2.0"
-    tag = inputs["tag"]
-    if tag.startswith("${{"):
-        tag = workflow["env"][tag.strip("${} ").split(".", 1)[1]]
+    steps = [step for job in workflow["jobs"].values() for step in _setup_watcom_steps(job)]
+    assert steps
+    for step in steps:  # one pinned snapshot everywhere
+        assert str(step["with"]["version"]) == "2.0"
+        assert step["with"]["tag"] == "${{ env.OPENWATCOM_TAG }}", "every setup-watcom step takes the one pinned tag"
+    tag = workflow["env"]["OPENWATCOM_TAG"]
     match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})-Build", tag)
     assert match, f"OpenWatcom must be pinned to a dated snapshot tag, not {tag!r}"
     assert date(*map(int, match.groups())) >= LOCALALLOC_FIX
     assert "#852" in WORKFLOW.read_text() and "LocalAlloc" in WORKFLOW.read_text(), "say why the pin"
 
 
-def test_openwatcom_builds_both_programs_through_their_makefiles(workflow: dict[str, Any]) -> None:
-    wmake = _command_lines(workflow, "wmake")
-    makefiles = {word.split("ports/", 1)[1] for words in wmake for word in words if word.endswith("watcom.mk")}
-    assert makefiles == {"llama98/watcom.mk", "agent98/watcom.mk"}
+def _harness_builds(job: dict[str, Any]) -> list[tuple[int, list[str]]]:
+    """(step index, words after `llama98-harness`) of every `llama98-harness build` a job runs."""
+    found = []
+    for index, step in enumerate(job["steps"]):
+        for words in _command_lines({"jobs": {"j": {"steps": [step]}}}, ".venv/bin/llama98-harness"):
+            if words[:1] == ["build"]:
+                found.append((index, words))
+    return found
+
+
+def _option(words: list[str], name: str, default: str) -> str:
+    return words[words.index(name) + 1] if name in words else default
+
+
+def test_openwatcom_builds_are_the_local_build_from_the_makefiles(workflow: dict[str, Any]) -> None:
+    """One source of the OpenWatcom flags: the nightly runs `llama98-harness build --target watcom-*` (wmake with
+    ports/<program>/watcom.mk, as every local build and test does) after setup-watcom set WATCOM; no step runs
+    the compiler, linker or wmake with flags of its own."""
+    for tool in ("wmake", "wcl386", "wcc386", "owcc", "wlink"):
+        assert not _command_lines(workflow, tool), f"the workflow runs {tool} itself: use llama98-harness build"
+    job = workflow["jobs"]["build-audit"]
+    setup = job["steps"].index(_setup_watcom_steps(job)[0])
+    built = {}
+    for index, words in _harness_builds(job):
+        target = _option(words, "--target", "native")
+        if TARGETS[target].toolchain == "openwatcom":
+            assert index > setup, f"{target} is built before setup-watcom sets WATCOM"
+            built[(_option(words, "--program", "llama98"), target)] = _option(words, "-o", "")
+    assert built == {("llama98", "watcom-win32"): "dist/watcom/llama98.exe",
+                     ("agent98", "watcom-win32"): "dist/watcom/agent98.exe",
+                     ("llama98", "watcom-tiny686"): "dist/watcom/linux/llama98"}
+    for program, target in built:
+        spec = TARGETS[target]
+        assert spec.makefile == "watcom.mk" and (project_root() / "ports" / program / spec.makefile).is_file()
+        assert f"ports/{program}/watcom.mk" in WORKFLOW.read_text()
+    assert "LLAMA98_OPENWATCOM_SOURCE" not in WORKFLOW.read_text(), "the nightly uses setup-watcom's WATCOM"
+
+
+def test_the_nightly_flags_are_the_local_flags() -> None:
+    """What the nightly compiles with is what watcom.mk says, read the way a build reads it (compile_flags runs
+    wmake's print-cflags): Pentium II code, warnings as errors, ANSI C89 files, a Win32 console program for
+    Windows 4.0."""
+    try:
+        windows = compile_flags("watcom-win32")
+    except ToolchainMissing as error:
+        pytest.skip(str(error))
+    for flag in ("-bt=nt", "-6r", "-fp6", "-ox", "-s", "-wx", "-we", "-za", "system nt runtime console=4.0"):
+        assert flag in windows, flag
+
+
+def test_every_job_running_the_suite_installs_openwatcom(workflow: dict[str, Any]) -> None:
+    """tests/port/test_watcom*.py and tests/e2e/test_watcom_tiny686.py skip without OpenWatcom: every job that runs
+    pytest sets it up first, so nothing skips at night."""
+    for name, job in workflow["jobs"].items():
+        runs = [index for index, step in enumerate(job["steps"]) if "-m pytest" in step.get("run", "")]
+        if not runs:
+            continue
+        setups = [job["steps"].index(step) for step in _setup_watcom_steps(job)]
+        assert setups and min(setups) < min(runs), f"{name} runs the suite without OpenWatcom"
 
 
 def test_every_shipped_binary_is_audited_and_failures_fail(workflow: dict[str, Any]) -> None:
@@ -168,7 +227,8 @@ def test_every_shipped_binary_is_audited_and_failures_fail(workflow: dict[str, A
     for exe in ("dist/watcom/llama98.exe", "dist/watcom/agent98.exe", "dist/mingw/llama98.exe",
                 "dist/mingw/agent98.exe"):
         assert exe in audited and audited[exe][-2:] == ["--os", "win98"] and "pentium2" in audited[exe], exe
-    assert "dist/linux/llama98" in audited
+    for elf in ("dist/linux/llama98", "dist/watcom/linux/llama98"):
+        assert elf in audited and "pentium2" in audited[elf], elf
     for step in job["steps"]:
         if "audit" in step.get("run", ""):
             assert "continue-on-error" not in step and "|| true" not in step["run"], "audit findings must fail"

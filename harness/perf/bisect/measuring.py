@@ -15,7 +15,7 @@ from pathlib import Path
 from harness.core.hashing import file_sha256
 from harness.core.logs import quiet
 from harness.core.paths import cache_dir
-from harness.core.proc import run
+from harness.core.proc import first_line
 from harness.perf.bisect.git import git, subject_of
 from harness.perf.bisect.state import (
     TOK_S_FIRST_SAMPLES,
@@ -25,15 +25,18 @@ from harness.perf.bisect.state import (
     Measurement,
 )
 from harness.perf.measure import (
+    HOST_BUILD,
     WALL_STEPS,
     MeasureError,
     Workload,
-    environment,
+    guest_build,
     host_ipt,
     run_in_guest,
+    toolchain_build,
 )
 from harness.perf.measure import workload as named_workload
-from harness.port.build import BUILD_TIMEOUT_S, PortBuildError, build_key, build_port
+from harness.port.build import PortBuildError, build_key, build_port
+from harness.run.judged import run_build, watcom_os
 from harness.run.session import SessionError
 
 # --- measuring one commit ----------------------------------------------------------------------------------------
@@ -49,8 +52,7 @@ def _cache_key(state: BisectState, key: str, load: Workload) -> str:
     parts = [state.metric, key, load.name, sha256_of(load.model), sha256_of(load.tokenizer),
              str(load.short_steps), str(load.long_steps)]
     if state.metric == "guest-ipt":
-        env = environment(profile=state.vm)
-        parts += [str(state.vm), str(state.icount_shift), str(env["qemu"])]
+        parts += [str(state.vm), str(state.icount_shift), str(first_line(["qemu-system-i386", "--version"]))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -63,7 +65,7 @@ def _deterministic(state: BisectState, binary: Path, key: str, load: Workload) -
         except (OSError, ValueError, KeyError):
             cache_file.unlink(missing_ok=True)
     if state.metric == "host-ipt":
-        value = host_ipt(binary, load).per_token
+        value = host_ipt(binary, load, build=build_target(state)).per_token
     else:
         with quiet():  # session progress is too chatty inside a bisection; the step prints its own line
             runs = run_in_guest(binary, load, vm=state.vm, icount_shift=state.icount_shift)
@@ -121,14 +123,14 @@ def _tok_s_verdict(state: BisectState, binary: Path, load: Workload) -> tuple[st
 
 
 def build_target(state: BisectState) -> str:
-    """The build measured: tiny686 for host-ipt and the stand-in guest, the guest's own build for an image."""
-    if state.metric == "host-ipt" or state.vm in (None, "tiny686"):
-        return "tiny686"
-    from harness.guests.detect import detect_profile
-    from harness.run.session import port_target
-    from harness.vm.profile import load_profile
+    """The build measured: the i386 Linux build for host-ipt and the stand-in guest, the guest's own build for an
+    image; made by the bisection's toolchain (tiny686 or watcom-tiny686, win32 or watcom-win32)."""
+    return toolchain_build(state.toolchain, _base_build(state))
 
-    return port_target(load_profile(detect_profile(Path(state.vm))))
+
+def _base_build(state: BisectState) -> str:
+    """The gcc build where the measured program runs: i386 Linux on the host for host-ipt, else the guest's."""
+    return HOST_BUILD if state.metric == "host-ipt" else guest_build(state.vm)
 
 
 def build_fork(state: BisectState, checkout: Path, sha: str) -> tuple[Path, str]:
@@ -137,8 +139,7 @@ def build_fork(state: BisectState, checkout: Path, sha: str) -> tuple[Path, str]
     # The clone is ours: clear the previous step's build outputs, or a makefile that does not list every input
     # would hand back the last commit's binary as this one's.
     git(checkout, "clean", "-q", "-f", "-f", "-d", "-x")
-    run(["sh", "-c", state.build_command], what=f"the build command {state.build_command!r}", cwd=checkout,
-        timeout=BUILD_TIMEOUT_S, error=PortBuildError)
+    run_build(state.build_command, checkout, toolchain=state.toolchain, target=watcom_os(_base_build(state)))
     built = checkout / state.binary_path
     if not built.is_file():
         raise PortBuildError(f"the build command left no binary at {state.binary_path}")

@@ -32,6 +32,24 @@ def by_commit(measurements: list[Measurement]) -> dict[str, Measurement]:
     return chosen
 
 
+def _environment(state: BisectState) -> dict[str, object]:
+    """Where the figures were taken: the guest's profile (none for host-ipt) and the build of our port measured
+    (target, toolchain, compiler, flags); for a fork's own build, the command and its toolchain say it."""
+    from harness.perf.bisect.measuring import build_target
+
+    profile: str | None = None
+    if state.metric != "host-ipt":
+        if state.vm in (None, "tiny686"):
+            profile = "tiny686"
+        else:
+            from harness.guests.detect import detect_profile
+
+            profile = detect_profile(Path(state.vm))
+    build = build_target(state) if state.build_command is None else None
+    return environment(profile=profile, qemu_binary=None if state.metric == "host-ipt" else "qemu-system-i386",
+                       build=build)
+
+
 def _write_outputs(outcome: BisectOutcome, state: BisectState, run_dir: Path, plot: bool) -> None:
     from harness.perf.results import write_json
 
@@ -47,7 +65,8 @@ def _write_outputs(outcome: BisectOutcome, state: BisectState, run_dir: Path, pl
         "commits": [{"sha": sha, "subject": subject, **({"verdict": by_sha[sha].verdict, "value": by_sha[sha].value}
                                                         if sha in by_sha else {"verdict": "untested"})}
                     for sha, subject in ordered],
-        "environment": environment(profile=state.vm),
+        "toolchain": state.toolchain, "build_command": state.build_command,
+        "environment": _environment(state),
     })
     if not plot:
         return

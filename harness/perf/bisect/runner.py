@@ -37,6 +37,7 @@ from harness.perf.bisect.state import (
     DEFAULT_PORT_DIR,
     METRICS,
     STEP_TIMEOUT_S,
+    TOOLCHAINS,
     BisectError,
     BisectOutcome,
     BisectState,
@@ -52,6 +53,15 @@ from harness.perf.measure import (
 from harness.perf.measure import workload as named_workload
 
 # --- the bisection -------------------------------------------------------------------------------------------------
+
+def _built_with(state: BisectState) -> str:
+    """', the watcom-tiny686 build' or ', built by CMD (openwatcom)': what each commit's measured binary is."""
+    if state.build_command is not None:
+        return f", built by {state.build_command!r}" + (f" ({state.toolchain})" if state.toolchain != "auto" else "")
+    from harness.perf.bisect.measuring import build_target
+
+    return f", the {build_target(state)} build"
+
 
 def _step_command(state_path: Path) -> list[str]:
     """This harness, run by the current interpreter with the clone's directory kept off sys.path.
@@ -137,7 +147,7 @@ def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", thresho
            model: str = "260K", out_dir: Path | None = None, port_dir: str = DEFAULT_PORT_DIR,
            vm: str | None = None, icount_shift: int = DEFAULT_ICOUNT_SHIFT, plot: bool = True,
            use_cache: bool = True, build_command: str | None = None, binary: str | None = None,
-           cli: str = "llama98", wall_clock: bool = False) -> BisectOutcome:
+           cli: str = "llama98", wall_clock: bool = False, toolchain: str | None = None) -> BisectOutcome:
     """Bisect good..bad in `repo` for a slowdown of more than `threshold` in `metric` (see the module docstring).
 
     With `build_command` and `binary` the repository is a fork with its own build (`make run`, producing `run`):
@@ -145,7 +155,11 @@ def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", thresho
     when `cli` is llama2c (then only `tok_s`, the program's own figure, can be measured).
 
     tok_s is the program's own figure on the guest's clock under -icount shift=`icount_shift` (repeat runs agree
-    to 0.1%); with `wall_clock` it is taken on plain emulation, sampled until the ranges separate."""
+    to 0.1%); with `wall_clock` it is taken on plain emulation, sampled until the ranges separate.
+
+    `toolchain` builds every commit of our port with gcc (default) or openwatcom (the watcom-tiny686 build for
+    host-ipt and the stand-in, watcom-win32 for a Windows 98 image); with `build_command` it is what the command
+    runs with (default auto: OpenWatcom's environment when it starts with wmake, wcl386, owcc or wcc386)."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}: choose from {', '.join(METRICS)}")
     if (build_command is None) != (binary is None):
@@ -155,6 +169,11 @@ def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", thresho
                          f"with --metric tok_s")
     if not 0 < threshold < 10:
         raise UsageError(f"--threshold must be a positive fraction (e.g. 5%), got {threshold}")
+    toolchain = toolchain or ("auto" if build_command is not None else "gcc")
+    allowed = ("auto", *TOOLCHAINS) if build_command is not None else TOOLCHAINS
+    if toolchain not in allowed:
+        raise UsageError(f"unknown toolchain {toolchain!r}: choose from {', '.join(allowed)}")
+    makefile = "watcom.mk" if toolchain == "openwatcom" else "gcc.mk"
     repo = repo_toplevel(repo)
     good_sha = resolve_commit(repo, good, "--good")
     bad_sha = resolve_commit(repo, bad, "--bad")
@@ -163,8 +182,9 @@ def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", thresho
     if not succeeds(repo, "merge-base", "--is-ancestor", good_sha, bad_sha):
         raise UsageError(f"--good {good} is not an ancestor of --bad {bad}")
     for sha, what in ((good_sha, "--good"), (bad_sha, "--bad")):
-        if build_command is None and not succeeds(repo, "cat-file", "-e", f"{sha}:{port_dir}/gcc.mk"):
-            raise UsageError(f"{what} {sha[:12]} has no {port_dir}/gcc.mk: is --repo the llama98-harness repository?")
+        if build_command is None and not succeeds(repo, "cat-file", "-e", f"{sha}:{port_dir}/{makefile}"):
+            raise UsageError(f"{what} {sha[:12]} has no {port_dir}/{makefile}: is --repo the llama98-harness "
+                             f"repository?")
     load = named_workload(model)  # fail early on a missing fixture
     lines = git(repo, "log", "--reverse", "--format=%H %s", f"{good_sha}..{bad_sha}").splitlines()
     commits = [(line[:40], line[41:]) for line in lines]
@@ -177,9 +197,10 @@ def bisect(repo: Path, good: str, bad: str, *, metric: str = "host-ipt", thresho
     state = BisectState(metric, threshold, load.name, load.short_steps, load.long_steps, port_dir, str(log_path),
                         len(commits), vm, icount_shift, use_cache=use_cache, build_command=build_command,
                         binary_path=binary, cli=cli, binaries_dir=str(run_dir / "binaries"),
-                        wall_clock=wall_clock)
+                        wall_clock=wall_clock, toolchain=toolchain)
     _say(f"bisecting {len(commits)} commits after {good_sha[:7]} up to {bad_sha[:7]} for a slowdown of more than "
-         f"{threshold * 100:g}% in {metric} ({load.name}, positions {load.short_steps}-{load.long_steps}); "
+         f"{threshold * 100:g}% in {metric} ({load.name}, positions {load.short_steps}-{load.long_steps}"
+         f"{_built_with(state)}); "
          f"run directory: {run_dir}")
     with _terminate_as_interrupt(), tempfile.TemporaryDirectory(prefix="llama98-bisect-") as tmp:
         clone = Path(tmp) / "clone"

@@ -16,6 +16,7 @@ from harness.perf.measure import (
 )
 
 METRICS = ("host-ipt", "guest-ipt", "tok_s")
+TOOLCHAINS = ("gcc", "openwatcom")
 EXIT_GOOD, EXIT_BAD, EXIT_SKIP, EXIT_ABORT = 0, 1, 125, 128
 GIT_TIMEOUT_S = 120
 STEP_TIMEOUT_S = 3600  # one build + measurement; a hang guard, not an expectation
@@ -75,6 +76,9 @@ class BisectState:
     binary_path: str | None = None
     cli: str = "llama98"
     binaries_dir: str | None = None  # where each measured build is kept (the clone's tree changes every step)
+    # The toolchain of each commit's build: gcc or openwatcom (our port's watcom-* targets); with a fork's
+    # build command, what it runs with (auto: OpenWatcom's environment when it starts with wmake, wcl386, owcc).
+    toolchain: str = "gcc"
     version: int = STATE_VERSION
 
     def save(self, path: Path) -> None:
