@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.commands.audit",
     "harness.commands.prepare_image",
     "harness.commands.quantize",
+    "harness.commands.toolchain",
 )
 
 

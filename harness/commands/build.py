@@ -5,12 +5,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.core.errors import UsageError
 from harness.port.build import PROGRAM_TARGETS, TARGETS, build_port
 
 
+def _check_output(out: Path) -> Path:
+    """`-o` names the file the binary is copied to, refused before building when it cannot be: a directory
+    (the copy would land in DIR/llama98 while DIR was printed) or a path below a file."""
+    if out.is_dir():
+        raise UsageError(f"-o {out} is a directory: name the file to copy the binary to")
+    for directory in reversed([out.parent, *out.parent.parents]):
+        try:
+            blocked = directory.exists() and not directory.is_dir()
+        except OSError:  # not searchable: the copy itself will fail
+            break
+        if blocked:
+            raise UsageError(f"-o {out}: {directory} is a file, not a directory")
+    return out
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
-    path = build_port(args.target, Path(args.src) if args.src else None, Path(args.output) if args.output else None,
-                      program=args.program)
+    out = _check_output(Path(args.output)) if args.output else None
+    path = build_port(args.target, Path(args.src) if args.src else None, out, program=args.program)
     print(path)
     return 0
 
@@ -26,5 +42,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--program", choices=sorted(PROGRAM_TARGETS), default="llama98",
                         help="what to build: the llama98 port or agent98 (the Windows 98 serial agent, win32 only)")
     parser.add_argument("--src", metavar="DIR", help="sources (default: this checkout's ports/<program>)")
-    parser.add_argument("-o", "--output", metavar="PATH", help="also copy the binary here")
+    parser.add_argument("-o", "--output", metavar="PATH",
+                        help="also copy the binary to this file (not a directory) and print this path")
     parser.set_defaults(func=_cmd_build)

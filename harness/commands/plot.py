@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Draw tok/s (or another metric) per commit from bench results (one JSON file per commit).")
     parser.add_argument("results", nargs="?", metavar="RESULTS_DIR",
                         help="bench results directory (default: the harness cache's results/)")
-    parser.add_argument("-o", "--output", metavar="OUT.png", required=True, help="where to write the PNG")
+    parser.add_argument("-o", "--output", metavar="OUT.png", required=True,
+                        help="the PNG file to write (.png is added to a name without an extension; a directory or "
+                             "another extension is refused); the path written is printed")
     parser.add_argument("--metric", choices=sorted(METRICS), default="tok_s", help="what to plot")
     parser.add_argument("--mode", choices=["host-ipt", "icount", "wall"], help="which runs to take it from")
     parser.set_defaults(func=_cmd_plot)

@@ -30,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("input", help="float32 llama2.c checkpoint (v0 or v1)")
     parser.add_argument("output", help="file to write")
     parser.add_argument("--to", choices=QUANT_TYPES, required=True, help="the weight format")
-    parser.add_argument("--group-size", type=int, default=None,
-                        help="Q8_0 group size (default: the largest up to 64 dividing dim and hidden_dim)")
+    parser.add_argument("--group-size", type=int, default=None, metavar="N",
+                        help="Q8_0 group size, positive and dividing dim and hidden_dim (default: the largest up "
+                             "to 64 that does; 0 is refused like any other impossible size, not taken as default)")
     parser.add_argument("--classifier", choices=("fp32", "int8"), default="int8",
                         help="ternary: store the classifier int8, one scale per row (default), or keep it float32")
     add_part_mb_option(parser)

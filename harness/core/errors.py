@@ -5,12 +5,24 @@ non-zero exit code; anything else escaping is a bug in the harness, not bad inpu
 on disk (the run's artifact directory, the serial transcript, a screendump), the error carries it as fields and
 names it in one fixed format at the end of its line, so no raise site formats those paths by hand.
 
-The tree (each class lives beside the code that raises it):
+The tree (each class lives beside the code that raises it; a subclass lives in its parent's module unless it
+names its own), by layer from the bottom:
 
     HarnessError                          exit 1
     +-- UsageError                        exit 2: the command line or configuration asks for something impossible
     +-- ImageError (core.errors)          the guest disk image is missing, unreadable or not a disk image
+    |   +-- TruncatedImageError (vm.fatspace)  it ends before its partition table, boot sector or volume do
+    +-- CacheDirError (core.paths)        the harness cache directory cannot be created, searched or written
     +-- ToolError (core.proc)             an external program is missing, failed or timed out
+    +-- CheckpointError (formats.checkpoint)  a checkpoint is missing, truncated or has an impossible header
+    +-- ReportError (formats.report)      the port's run report is malformed
+    +-- PartsError (formats.parts)        a split checkpoint cannot be written or read as asked (or at that path)
+    +-- ToolchainError (toolchains.openwatcom)  OpenWatcom could not be found, checked or built
+    |   +-- ToolchainMissing              no OpenWatcom source given and $WATCOM unset (not port.build's below)
+    +-- OracleError (oracle.errors)       a tokenizer the oracle cannot read
+    |   +-- TokenizerError
+    +-- PortBuildError (port.build)       the port did not compile
+    |   +-- ToolchainMissing              make or the compiler is not installed: the one build failure to skip on
     +-- QemuError (vm.processes)          QEMU missing, refused to start, stopped answering
     |   +-- QemuLaunchError               QEMU exited during start-up (exit code, command, stderr)
     +-- ConsoleError (vm.console)         the serial console broke
@@ -20,23 +32,24 @@ The tree (each class lives beside the code that raises it):
     |   +-- TransferError                 a file arrived damaged, truncated or in ASCII mode
     |   +-- GuestMemoryError              a file meant for RAM cannot fit the guest
     +-- ProfileError (vm.profile)         a guest profile file is wrong
-    +-- SessionError (run.session)        the port could not be run to completion in the guest
-    +-- WorkSpaceError (run.workspace)    the run's files cannot fit the guest's work disk
+    +-- AuditInputError (audit.binary)    a binary could not be audited (exit 2, as for usage errors)
+    +-- DefFormatError (audit.mingw_defs) a mingw-w64 .def file does not follow the annotation style parsed
+    +-- ModelChoiceError (models.names)   a model/tokenizer name or pair is unusable
+    +-- FixtureError (models.downloads)   a model file is missing, damaged or could not be downloaded
+    +-- ModelGenError (models.modelgen)   a generated model was asked for with an impossible shape
+    +-- QuantizeError (models.quantize)   a checkpoint cannot be quantized as asked (format, group size)
+    +-- ExportError (models.export_hf)    a Hugging Face directory cannot be converted, or its outputs written
+    +-- BpeWriteError (models.bpe_writer) a tokenizer source cannot be written as the port's BPE file
     +-- GuestBuildError (guests.tiny686)  the tiny686 image could not be built
     +-- PrepareError (guests.win98)       a Windows 98 image could not be prepared
     +-- WineLaneError (guests.win98)      the Wine lane could not run
-    +-- PortBuildError (port.build)       the port did not compile
-    +-- ReportError (port.report)         the port's run report is malformed
-    +-- ModelChoiceError (port.models)    a model/tokenizer name or pair is unusable
-    +-- FixtureError (port.downloads)     a model file is missing, damaged or could not be downloaded
-    +-- ModelGenError (port.modelgen)     a generated model was asked for with an impossible shape
+    +-- SessionError (run.session)        the port could not be run to completion in the guest
+    +-- WorkSpaceError (run.workspace)    the run's files cannot fit the guest's work disk
     +-- MeasureError (perf.measure)       a measurement could not be taken
+    |   +-- NotMeasurable                 not on this host, for a known reason that is no defect of the port
     +-- BisectError (perf.bisect)         bisection could not run
     +-- ResultsError (perf.results)       a results file is unreadable
     +-- PlotError (perf.plot)             nothing to plot, or the plot could not be written
-    +-- AuditInputError (audit.binary)    a binary could not be audited
-    +-- OracleError (oracle.errors)       a checkpoint or tokenizer the oracle cannot read
-        +-- CheckpointError, TokenizerError
 """
 
 from __future__ import annotations

@@ -19,14 +19,23 @@ DATE_FORMAT = "%H:%M:%S"
 
 
 class _StderrHandler(logging.Handler):
-    """Writes each record to whatever sys.stderr is at that moment (pytest swaps it per test) and flushes."""
+    """Writes each record to whatever sys.stderr is at that moment (pytest swaps it per test) and flushes.
+
+    A closed or broken stderr must not turn progress into a failure, and is not reported: logging's handleError
+    would report it on that same stderr, and a closed one raises ValueError out of the report. A record that
+    cannot be formatted (a bad log call) still goes to handleError, which is what it is for."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stderr.write(self.format(record) + "\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):  # a closed or broken stderr must not turn progress into a failure
+            line = self.format(record) + "\n"
+        except Exception:  # noqa: BLE001 - logging's own contract: a bad record is reported, never raised
             self.handleError(record)
+            return
+        try:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+        except (OSError, ValueError):  # closed (ValueError) or broken (OSError): nowhere left to say so
+            pass
 
 
 @contextmanager

@@ -1,8 +1,9 @@
 """The one way the harness runs an external program (qemu-img, make, mtools, git, valgrind, wine, dpkg-deb...).
 
 Why one helper: every call needs the same three things, and scattered `subprocess.run` calls each forgot one of
-them at some point: a timeout (a hung tool must not hang the harness), a pinned environment where output is
-parsed, and a failure that reads as one line naming the tool and its last line of stderr instead of a traceback.
+them at some point: a timeout (a hung tool must not hang the harness), a pinned environment where the result
+matters (tool_env: compilers, make, wine, qemu-img, mtools), and a failure that reads as one line naming the
+tool and its last line of stderr instead of a traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from pathlib import Path
 from harness.core.errors import HarnessError
 
 DEFAULT_TIMEOUT_S = 120.0
+# What a tool started by the harness inherits from the user's environment: where programs are (PATH), where
+# temporary files may go (TMPDIR) and the home directory some tools insist on (HOME). Nothing else: every other
+# variable a user may have exported (CC, CFLAGS, MAKEFLAGS, OUT, CPATH, LANG, WINEARCH...) could change a result.
+INHERITED_ENV = ("PATH", "TMPDIR", "HOME")
 
 
 class ToolError(HarnessError):
@@ -37,6 +42,21 @@ def require(tool: str, install_hint: str, error: type[HarnessError] = ToolError)
     if found is None:
         raise error(f"{tool} not found on PATH: {install_hint}")
     return found
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """The explicit environment every result-producing tool runs with: INHERITED_ENV from os.environ, the C
+    locale, and `extra` (the tool's own settings, e.g. WINEPREFIX=...).
+
+    Why not os.environ: make reads any variable as a default (OUT, QDOT, CC, CFLAGS, DEFINES, MAKEFLAGS), gcc
+    reads CPATH and GCC_EXEC_PREFIX, mtools reads its configuration and the time zone, and a build cache keyed
+    on the harness's own flags would then hand the result of one user's shell to every later run.
+    """
+    environment = {name: os.environ[name] for name in INHERITED_ENV if os.environ.get(name)}
+    environment.setdefault("PATH", os.defpath)
+    environment["LC_ALL"] = "C"
+    environment.update(extra)
+    return environment
 
 
 def run(command: Sequence[str | Path], *, what: str | None = None, timeout: float = DEFAULT_TIMEOUT_S,
@@ -71,9 +91,11 @@ def run(command: Sequence[str | Path], *, what: str | None = None, timeout: floa
 
 def first_line(command: Sequence[str], timeout: float = 30.0) -> str | None:
     """First line a program prints (a version string), or None when it is missing or fails: for records that
-    describe the environment, where an absent tool is a fact, not an error."""
+    describe the environment, where an absent tool is a fact, not an error. Run with tool_env(), so the line
+    is the one the harness's own tool calls see (same PATH, C locale)."""
     try:
-        result = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout, check=False)
+        result = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout, check=False,
+                                env=tool_env(), stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return None
     lines = (result.stdout or result.stderr).strip().splitlines()

@@ -15,7 +15,9 @@ Writers split when asked (`part_bytes`) or when the logical file reaches `limit`
 PART_BYTES_DEFAULT. They remove the `.Bnn` files of an earlier, longer split of the same name, and commit like
 harness/core/atomic.py: every part is written to a temporary file first; then the old first file goes, the new
 `.Bnn` files take their places, and the new first file is renamed in last. A crash leaves either the old set,
-or no first file (nothing that looks like a model), never a mix that looks complete.
+or no first file (nothing that looks like a model), never a mix that looks complete. The output path is checked
+before the first byte (check_output_path): a directory in its place would otherwise fail the final rename, after
+the whole model was written; any other OSError while writing is one PartsError line naming the checkpoint.
 """
 
 from __future__ import annotations
@@ -25,16 +27,17 @@ import ctypes
 import mmap
 import os
 import sys
-import tempfile
 import weakref
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
 import numpy as np
 
+from harness.core.atomic import temp_beside
 from harness.core.errors import HarnessError
 
 PART_LIMIT = 2 ** 31  # every part of a split set is smaller than this (C89 `long` offsets)
@@ -231,10 +234,35 @@ def plan_parts(total: int, part_bytes: int | None = None, limit: int = PART_LIMI
     return [size] * (count - 1) + [total - size * (count - 1)]
 
 
+def check_output_path(path: Path) -> None:
+    """A one-line PartsError unless a file can be renamed into `path`: `path` is not a directory, and no file
+    stands where its directory (or one of the directories above it) must be. The writers call it before their
+    first byte; callers that write more than one file (export: model and tokenizer) call it for each of them
+    before writing any, so a bad second path does not leave the first file behind."""
+    if path.is_dir():
+        raise PartsError(f"{path} is a directory: name the file to write")
+    for directory in reversed([path.parent, *path.parent.parents]):
+        try:
+            blocked = directory.exists() and not directory.is_dir()
+        except OSError:  # not searchable: the write itself will say so (_writing)
+            return
+        if blocked:
+            raise PartsError(f"cannot write {path}: {directory} is a file, not a directory")
+
+
+@contextmanager
+def _writing(first: Path) -> Iterator[None]:
+    """An OSError while creating, filling or renaming the parts of `first` (no space left, no permission, a
+    directory that appeared in the way) as one PartsError line naming the checkpoint."""
+    try:
+        yield
+    except OSError as error:
+        raise PartsError(f"cannot write {first}: {error.strerror or error}") from None
+
+
 def _temp_beside(first: Path, index: int) -> tuple[IO[bytes], Path]:
-    handle = tempfile.NamedTemporaryFile(dir=first.parent, prefix=f".{part_name(first.name, index)}.",
-                                         suffix=".part", delete=False)
-    return handle, Path(handle.name)
+    """Part `index`'s temporary file, with a plain open()'s permissions (core.atomic.temp_beside says why)."""
+    return temp_beside(first, prefix=f".{part_name(first.name, index)}.")
 
 
 def _commit(first: Path, temps: list[Path]) -> list[Path]:
@@ -263,13 +291,15 @@ class PartsWriter:
         self.paths: list[Path] = []
 
     def __enter__(self) -> PartsWriter:
-        self.first.parent.mkdir(parents=True, exist_ok=True)
+        check_output_path(self.first)
         try:
-            for index, size in enumerate(self.sizes):
-                handle, temp = _temp_beside(self.first, index)
-                self.handles.append(handle)
-                self.temps.append(temp)
-                handle.truncate(size)
+            with _writing(self.first):
+                self.first.parent.mkdir(parents=True, exist_ok=True)
+                for index, size in enumerate(self.sizes):
+                    handle, temp = _temp_beside(self.first, index)
+                    self.handles.append(handle)
+                    self.temps.append(temp)
+                    handle.truncate(size)
         except BaseException:
             self._discard()
             raise
@@ -285,8 +315,9 @@ class PartsWriter:
                 raise PartsError(f"{self.first}: write at {offset} is beyond the logical file's "
                                  f"{sum(self.sizes)} bytes")
             handle = self.handles[index]
-            handle.seek(offset - self.starts[index])
-            handle.write(view[:room])
+            with _writing(self.first):
+                handle.seek(offset - self.starts[index])
+                handle.write(view[:room])
             offset += min(room, len(view))
             view = view[room:]
 
@@ -299,10 +330,11 @@ class PartsWriter:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         try:
-            for handle in self.handles:
-                handle.close()
-            if kind is None:
-                self.paths = _commit(self.first, self.temps)
+            with _writing(self.first):
+                for handle in self.handles:
+                    handle.close()
+                if kind is None:
+                    self.paths = _commit(self.first, self.temps)
         finally:
             self._discard()
 
@@ -329,16 +361,20 @@ class _StreamWriter:
         self.used = 0  # bytes in the last part
 
     def write(self, chunks: Iterable[bytes]) -> list[Path]:
-        self.first.parent.mkdir(parents=True, exist_ok=True)
+        check_output_path(self.first)
         try:
-            self._new_part()
-            for chunk in chunks:
-                self._put(chunk)
-            if self.auto and self.size == self.limit and self.used == self.limit:
-                self._spill()  # exactly `limit` bytes: still too big for one part
-            for handle in self.handles:
-                handle.close()
-            return _commit(self.first, self.temps)
+            with _writing(self.first):
+                self.first.parent.mkdir(parents=True, exist_ok=True)
+                self._new_part()
+            for chunk in chunks:  # an OSError of the producer's is its own, not a failed write
+                with _writing(self.first):
+                    self._put(chunk)
+            with _writing(self.first):
+                if self.auto and self.size == self.limit and self.used == self.limit:
+                    self._spill()  # exactly `limit` bytes: still too big for one part
+                for handle in self.handles:
+                    handle.close()
+                return _commit(self.first, self.temps)
         finally:
             for handle in self.handles:
                 handle.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.core.errors import ImageError
-from harness.core.proc import require, run
+from harness.core.proc import require, run, tool_env
 from harness.vm.disk import DiskImage
 
 FAT_PARTITION_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}
@@ -60,7 +60,7 @@ def fat_file_exists(raw_image: Path, partition: Partition, dos_path: str) -> boo
     """Whether DOS_PATH (e.g. `WINDOWS/WIN.COM`) exists on a FAT partition, using read-only mtools."""
     mdir = require("mdir", "apt-get install mtools", ImageError)
     listing = run([mdir, "-b", "-i", f"{raw_image}@@{partition.offset}", f"::/{dos_path}"], what="mdir",
-                  timeout=60, extra_env={"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}, check=False,
+                  timeout=60, env=tool_env(MTOOLS_SKIP_CHECK="1", MTOOLS_NO_VFAT="0"), check=False,
                   error=ImageError)
     return listing.returncode == 0
 

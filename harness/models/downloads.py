@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import IO
 import requests
 import yaml
 
+from harness.core.atomic import temp_beside
 from harness.core.errors import HarnessError
 from harness.core.hashing import file_sha256
 from harness.core.paths import cache_dir, project_root
@@ -62,7 +62,9 @@ def load_manifest(path: str | Path | None = None) -> dict[str, FixtureEntry]:
     except (OSError, yaml.YAMLError) as error:
         raise FixtureError(f"{path}: cannot read fixture manifest: {error}") from None
     entries: dict[str, FixtureEntry] = {}
-    for name, fields in (data or {}).get("fixtures", {}).items():
+    if not isinstance(data, dict) or not isinstance(data.get("fixtures", {}), dict):
+        raise FixtureError(f"{path}: a fixture manifest is a mapping with a 'fixtures' mapping")
+    for name, fields in data.get("fixtures", {}).items():
         try:
             entries[name] = FixtureEntry(name, int(fields["size"]), fields.get("sha256"), str(fields["url"]),
                                          str(fields.get("what", "")))
@@ -108,16 +110,25 @@ def resolve(
     fixture_dir = os.environ.get(FIXTURE_DIR_ENV)
     if fixture_dir:
         candidate = Path(fixture_dir) / name
-        if candidate.is_file():
-            problem = _matches(candidate, entry)
+        # is_file() and the checksum both meet an unreadable directory or file as a bare OSError: one line here.
+        try:
+            present = candidate.is_file()
+            problem = _matches(candidate, entry) if present else None
+        except OSError as error:
+            raise FixtureError(f"fixture {name} in ${FIXTURE_DIR_ENV} ({candidate}) is not readable: "
+                               f"{error.strerror or error}") from None
+        if present:
             if problem:
                 raise FixtureError(f"fixture {name} in ${FIXTURE_DIR_ENV} is not the expected file: {problem}")
             return candidate
     cached = cache_dir("fixtures") / name
-    if cached.is_file():
-        if _matches(cached, entry) is None:
-            return cached
-        cached.unlink(missing_ok=True)  # a damaged cache copy is worthless; fetch it again below if allowed
+    try:
+        if cached.is_file():
+            if _matches(cached, entry) is None:
+                return cached
+            cached.unlink(missing_ok=True)  # a damaged cache copy is worthless; fetch it again below if allowed
+    except OSError as error:
+        raise FixtureError(f"cached fixture {cached} is not readable: {error.strerror or error}") from None
     if not allow_download:
         where = f"${FIXTURE_DIR_ENV} ({fixture_dir})" if fixture_dir else f"${FIXTURE_DIR_ENV} (unset)"
         raise FixtureError(f"fixture {name} is not in {where} or the cache {cached.parent}, and downloads are off")
@@ -131,10 +142,12 @@ def resolve(
 def download(entry: FixtureEntry, destination: Path, *, timeout: float = DEFAULT_TIMEOUT) -> Path:
     """Stream entry's URL to `destination`, verifying size and sha256 before an atomic rename."""
     url = entry.download_url()
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=destination.parent, prefix=f".{entry.name}.", suffix=".part",
-                                         delete=False)
-    temp = Path(handle.name)
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = temp_beside(destination, prefix=f".{entry.name}.")  # a plain open()'s permissions
+    except OSError as error:
+        raise FixtureError(f"cannot download {entry.name} into {destination.parent}: "
+                           f"{error.strerror or error}") from None
     try:
         with handle:
             digest, size = _fetch(url, entry, handle, timeout)

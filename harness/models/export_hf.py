@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,14 @@ from typing import Any
 import numpy as np
 from safetensors import SafetensorError, safe_open
 
+from harness.core.atomic import temp_beside
 from harness.core.errors import HarnessError
-from harness.formats.l98m import L98Header, Llama3Scaling
+from harness.formats.checkpoint import RopeScaling
+from harness.formats.l98m import L98Header
 from harness.formats.parts import (
     PART_LIMIT,
     PartsWriter,
+    check_output_path,
     check_part_bytes,
 )
 from harness.models.bpe_writer import (
@@ -86,8 +90,8 @@ def header_from_config(config: dict[str, Any], path: Path) -> L98Header:
         if kind != "llama3":
             raise ExportError(f"{path}: rope_scaling type {kind!r} is not supported (only llama3)")
         try:
-            scaling = Llama3Scaling(float(rope["factor"]), float(rope["low_freq_factor"]),
-                                    float(rope["high_freq_factor"]), int(rope["original_max_position_embeddings"]))
+            scaling = RopeScaling(float(rope["factor"]), float(rope["low_freq_factor"]),
+                                  float(rope["high_freq_factor"]), int(rope["original_max_position_embeddings"]))
         except (KeyError, TypeError, ValueError):
             raise ExportError(f"{path}: llama3 rope_scaling lacks a field") from None
     theta = float(config.get("rope_theta", 10000.0))
@@ -221,9 +225,17 @@ def tokenizer_source(hf_dir: Path) -> BpeSource:
 def export(hf_dir: Path, model_out: Path, tokenizer_out: Path, part_bytes: int | None = None,
            limit: int = PART_LIMIT) -> L98Header:
     """Converts a Hugging Face Llama directory; returns the header written. The checkpoint is split into parts
-    of `part_bytes`, or automatically from `limit` bytes (harness/formats/parts.py); `model_out` is its first part."""
+    of `part_bytes`, or automatically from `limit` bytes (harness/formats/parts.py); `model_out` is its first part.
+
+    Both outputs are checked before anything is written, and both are written beside their targets and renamed
+    at the end: a refusal leaves neither, and a failure of the last rename removes the model this run wrote
+    (a model without its tokenizer would be run with whatever tokenizer was there before)."""
     if part_bytes is not None:
         check_part_bytes(part_bytes, limit)
+    check_output_path(model_out)
+    check_output_path(tokenizer_out)
+    if model_out.resolve() == tokenizer_out.resolve():
+        raise ExportError(f"{model_out}: the model and the tokenizer cannot be written to the same file")
     config_path = hf_dir / "config.json"
     config = _json(config_path)
     header = header_from_config(config, config_path)
@@ -239,13 +251,33 @@ def export(hf_dir: Path, model_out: Path, tokenizer_out: Path, part_bytes: int |
     if eos < 0 and eos_list:
         eos = eos_list[0]
     stops = [i for i in dict.fromkeys([*eos_list, *stops]) if i != eos and 0 <= i < len(source.tokens)]
-    # Both files are written beside their targets and renamed at the end, so a refusal halfway leaves nothing.
-    temp = tokenizer_out.with_name(tokenizer_out.name + ".part")
+    temp = _tokenizer_temp(tokenizer_out)
     try:
-        write_bpe(temp, source, bos, eos, stops)
+        try:
+            write_bpe(temp, source, bos, eos, stops)
+        except OSError as error:
+            raise ExportError(f"cannot write {tokenizer_out}: {error.strerror or error}") from None
         with PartsWriter(model_out, header.offsets()[1], part_bytes, limit) as sink:
             write_weights(hf_dir, header, sink)
-        temp.replace(tokenizer_out)
+        try:
+            os.replace(temp, tokenizer_out)
+        except OSError as error:
+            for path in sink.paths:
+                path.unlink(missing_ok=True)
+            raise ExportError(f"cannot write {tokenizer_out}: {error.strerror or error} (removed the model "
+                              f"{model_out} written for it)") from None
     finally:
         temp.unlink(missing_ok=True)
     return header
+
+
+def _tokenizer_temp(tokenizer_out: Path) -> Path:
+    """An empty temporary file beside `tokenizer_out` (its directory made), with a plain open()'s permissions
+    and a name no concurrent export shares (core.atomic.temp_beside)."""
+    try:
+        tokenizer_out.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = temp_beside(tokenizer_out)
+    except OSError as error:
+        raise ExportError(f"cannot write {tokenizer_out}: {error.strerror or error}") from None
+    handle.close()
+    return temp

@@ -26,10 +26,9 @@ import numpy as np
 from harness.core.atomic import write_atomically
 from harness.core.errors import HarnessError
 from harness.core.paths import cache_dir
+from harness.formats.checkpoint import V1_HEADER_BYTES, V1_MAGIC, ModelConfig
 from harness.formats.parts import PART_LIMIT, PartsWriter, part_sizes
-from harness.oracle.checkpoint import ModelConfig
 
-V1_MAGIC = 0x616B3432
 GENERATOR_VERSION = 1  # bump when the weight recipe changes, so cached files are rebuilt
 SPECIAL_TOKENS = (b"<unk>", b"\n<s>\n", b"\n</s>\n")
 MIN_VOCAB = len(SPECIAL_TOKENS) + 256 + 1  # specials, 256 byte tokens, and the " " dummy prefix
@@ -160,7 +159,7 @@ def _file_layout(shape: ModelShape, version: int) -> tuple[bytes, list[tuple[str
         header = struct.pack("<7i", *header_fields)
     elif version == 1:
         packed = struct.pack("<Ii7iB", V1_MAGIC, 1, *header_fields, int(shape.shared_classifier))
-        header = packed + b"\0" * (256 - len(packed))
+        header = packed + b"\0" * (V1_HEADER_BYTES - len(packed))
         order = ["rms_att", "rms_ffn", "rms_final", "embedding", "wq", "wk", "wv", "wo", "w1", "w2", "w3"]
     else:
         raise ModelGenError(f"checkpoint version {version} is not supported (0 or 1)")

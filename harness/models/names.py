@@ -7,6 +7,7 @@ weights, same cost per token), which the oracle verifies just as well. The label
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,43 @@ class ModelChoice:
     checkpoint: Path
     tokenizer: Path
     label: str
+
+
+def _require_readable(path: Path, what: str) -> None:
+    """A one-line ModelChoiceError unless `path` is a regular file this user can open for reading.
+
+    Checked once here, before anything parses the file, because the readers below meet an unreadable file as a
+    bare OSError (a directory passed as --tokenizer, a file of another user's private checkout); a FIFO or a
+    device is refused before it is opened, so nothing can block on it."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ModelChoiceError(f"{what} not found: {path}") from None
+    except NotADirectoryError:
+        raise ModelChoiceError(f"{what} not found: {path} (a directory on its path is a file)") from None
+    except OSError as error:
+        raise ModelChoiceError(f"{what} {path} is not readable: {error.strerror or error}") from None
+    if stat.S_ISDIR(mode):
+        raise ModelChoiceError(f"{what} {path} is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise ModelChoiceError(f"{what} {path} is not a regular file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise ModelChoiceError(f"{what} {path} is not readable: {error.strerror or error}") from None
+
+
+def _names_something(path: Path) -> bool:
+    """Whether anything is at `path` (a file, a directory, a dangling link, something this user cannot see into):
+    then the argument was meant as a path, and _require_readable says what is wrong with it."""
+    try:
+        path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _tokenizer_for_vocab(vocab_size: int, allow_download: bool) -> Path:
@@ -120,6 +158,8 @@ def choose_model(model: str | None = None, tokenizer: str | None = None,
     docstring); a quantization suffix quantizes the named float32 model once (harness/models/quantize.py)."""
     name, quant = split_quant(model or DEFAULT_MODEL)
     choice = _resolve_model(name, tokenizer, allow_download)
+    _require_readable(choice.checkpoint, "model")
+    _require_readable(choice.tokenizer, "tokenizer")
     if quant:
         from harness.models.quantize import cached_quantized
 
@@ -128,8 +168,6 @@ def choose_model(model: str | None = None, tokenizer: str | None = None,
         except HarnessError as error:
             raise ModelChoiceError(str(error)) from None
         choice = ModelChoice(quantized, choice.tokenizer, f"{choice.label}, quantized to {quant}")
-    if not choice.tokenizer.is_file():
-        raise ModelChoiceError(f"tokenizer not found: {choice.tokenizer}")
     return check_pair(choice)
 
 
@@ -162,8 +200,11 @@ def _resolve_model(model: str | None, tokenizer: str | None, allow_download: boo
             token_file = cached_tokenizer(shape.vocab_size)
         return ModelChoice(cached_checkpoint(name), token_file, f"generated model of shape {name}")
     path = Path(name)
-    if not path.is_file():
+    if not _names_something(path):
         known = ", ".join([*REAL_MODELS, *SHAPES])
         raise ModelChoiceError(f"model {name!r} is neither a file nor a known name ({known})")
+    _require_readable(path, "model")
+    if tokenizer:
+        _require_readable(Path(tokenizer), "tokenizer")
     token_file = Path(tokenizer) if tokenizer else _tokenizer_for_vocab(_vocab_of(path), allow_download)
     return ModelChoice(path, token_file, f"{path.name} ({path})")

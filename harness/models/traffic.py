@@ -8,7 +8,7 @@ traffic through memory whether the weights are resident or streamed.)
 
 from __future__ import annotations
 
-from harness.oracle.checkpoint import ModelConfig
+from harness.formats.checkpoint import ModelConfig
 
 
 def _matrix_bytes(kind: str, rows: int, cols: int, group: int) -> float:

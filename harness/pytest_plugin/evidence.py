@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness.pytest_plugin.fixtures import plugin_state
 
 TRANSCRIPT_TAIL_LINES = 40
 
@@ -22,21 +25,41 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if not report.failed or "vm_session" not in getattr(item, "fixturenames", ()):
         return
+    from harness.core.artifacts import ArtifactDir
+
     funcargs = getattr(item, "funcargs", {})
     session = funcargs.get("vm_session") or funcargs.get("guest")
     if session is None:
         return
+    # Each piece of evidence goes into the report section and, as a path, into the JUnit XML properties, so a CI
+    # reading only the XML finds the screendump and the transcript too.
     lines = [f"artifacts: {session.artifacts}"]
+    properties = [("artifacts", str(session.artifacts))]
     if session.guest is not None:
         screendump = session.guest.machine.try_screendump(f"failed-{item.name}")
         if screendump:
             lines.append(f"screendump: {screendump}")
+            properties.append(("screendump", str(screendump)))
     transcript = session.artifacts.serial_transcript
     if transcript.exists():
-        tail = transcript.read_text(encoding="utf-8", errors="replace").splitlines()[-TRANSCRIPT_TAIL_LINES:]
+        tail = _tail(transcript)
         lines += [f"serial transcript: {transcript} (last {len(tail)} lines)", *tail]
+        properties.append(("serial_transcript", str(transcript)))
+    for index, own in enumerate(plugin_state(item.config).dedicated_artifacts.get(item.nodeid, []), start=1):
+        # a guest llama98_run started for a model that did not fit the worker's (stopped by now): its own evidence
+        lines.append(f"artifacts of the guest started for this test's model: {own}")
+        properties.append((f"model_guest_artifacts_{index}", str(own)))
+        own_transcript = own / ArtifactDir.SERIAL_TRANSCRIPT
+        if own_transcript.exists():
+            tail = _tail(own_transcript)
+            lines += [f"serial transcript of that guest: {own_transcript} (last {len(tail)} lines)", *tail]
+            properties.append((f"model_guest_serial_transcript_{index}", str(own_transcript)))
     report.sections.append(("llama98 guest", "\n".join(lines)))
-    item.user_properties.append(("artifacts", str(session.artifacts)))
+    item.user_properties.extend(properties)
+
+
+def _tail(transcript: Path) -> list[str]:
+    return transcript.read_text(encoding="utf-8", errors="replace").splitlines()[-TRANSCRIPT_TAIL_LINES:]
 
 
 @pytest.hookimpl(trylast=True)

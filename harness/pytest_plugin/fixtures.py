@@ -7,6 +7,10 @@ the same guest in a fraction of a second. The plugin's own bookkeeping lives in 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +31,15 @@ if TYPE_CHECKING:
 @dataclass
 class PluginState:
     """Per-process plugin state: which sessions have already handed their guest to a test (and so must be
-    reverted to the clean state before the next one)."""
+    reverted to the clean state before the next one), and the artifact directories of the guests llama98_run
+    started for one test's own model (by node id), which that test's failure report names."""
 
     used_sessions: set[int] = field(default_factory=set)
+    dedicated_artifacts: dict[str, list[Path]] = field(default_factory=dict)
 
 
 STATE = pytest.StashKey[PluginState]()
+log = logging.getLogger(__name__)
 
 
 def plugin_state(config: pytest.Config) -> PluginState:
@@ -146,7 +153,8 @@ def oracle() -> OracleTools:
 
 
 @pytest.fixture
-def llama98_run(guest: Session, pytestconfig: pytest.Config) -> Callable[..., Outcome]:
+def llama98_run(guest: Session, pytestconfig: pytest.Config,
+                request: pytest.FixtureRequest) -> Callable[..., Outcome]:
     """Run the guest's binary and judge it: `llama98_run(model="stories260K", steps=.., temperature=.., ...)`.
 
     Injects the model and tokenizer (FTP, checksum-verified), runs the binary under test (our port, or the
@@ -154,6 +162,11 @@ def llama98_run(guest: Session, pytestconfig: pytest.Config) -> Callable[..., Ou
     with the oracle. Returns a
     harness.run.judged.Outcome: `ok`, `verdict`, `level` ("token-level"/"text-level"), `text`, `tok_s`,
     `wall_seconds`, `artifacts`, and for our port `report` and `run`; the test asserts on it.
+
+    Any model `llama98-harness run` can run works here. The worker's guest was booted before any test's model was
+    known, so a model that does not fit its disk (tiny686's image has about 520 MB free) gets a guest of its own
+    for that one call, started as `run` starts one, with a second work disk of the model's size (a cold boot: a
+    machine with an extra disk has no snapshot). A model that fits takes the fast path, the worker's guest.
     """
     from harness.models.names import choose_model
     from harness.run.judged import choose_cli, run_and_judge
@@ -165,8 +178,29 @@ def llama98_run(guest: Session, pytestconfig: pytest.Config) -> Callable[..., Ou
             seed: int = 42, steps: int = 200, prompt: bytes | str | None = None,
             ftp_mode: str | None = None, budget_mb: float | None = None) -> Outcome:
         choice = choose_model(model, tokenizer, allow_download=False)
-        injected = guest.inject_model(choice, mode=ftp_mode)
         prompt_bytes = prompt.encode("utf-8") if isinstance(prompt, str) else prompt
-        return run_and_judge(guest, injected, PortArgs(temperature, topp, seed, steps, prompt_bytes, budget_mb), cli)
+        args = PortArgs(temperature, topp, seed, steps, prompt_bytes, budget_mb)
+        if guest.fits([choice.checkpoint, choice.tokenizer]):
+            return run_and_judge(guest, guest.inject_model(choice, mode=ftp_mode), args, cli)
+        with _dedicated_session(guest, (choice.checkpoint, choice.tokenizer), request) as own:
+            return run_and_judge(own, own.inject_model(choice, mode=ftp_mode), args, cli)
 
     return run
+
+
+@contextlib.contextmanager
+def _dedicated_session(shared: Session, inputs: tuple[Path, ...],
+                       request: pytest.FixtureRequest) -> Iterator[Session]:
+    """A guest of its own for one llama98_run call whose files do not fit the worker's guest: the worker's options
+    and binary (already built), these files as its declared inputs (so it gets its work disk), artifacts in a
+    numbered directory under the worker guest's, recorded for a failing test's report. Stopped on the way out."""
+    from harness.run.session import Session
+
+    runs = plugin_state(request.config).dedicated_artifacts.setdefault(request.node.nodeid, [])
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)[:60]
+    artifacts = shared.artifacts.path / "dedicated" / f"{name}-{len(runs) + 1}"
+    runs.append(artifacts)
+    options = dataclasses.replace(shared.options, binary=shared.binary, inputs=inputs, artifacts=artifacts)
+    log.info(f"the run's files do not fit the worker's guest: starting a guest of its own (artifacts: {artifacts})")
+    with Session(options) as own:
+        yield own

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -37,8 +39,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="always cold-boot the guest instead of loading the cached snapshot")
     group.addoption("--vm-artifacts", metavar="DIR", default=None,
                     help="keep run artifacts (serial transcripts, screendumps, reports) under DIR")
-    group.addoption("--vm-timeout-scale", metavar="F", type=float, default=1.0,
+    group.addoption("--vm-timeout-scale", metavar="F", type=_positive_scale, default=1.0,
                     help="multiply every guest timeout by F (slow hosts)")
+
+
+def _positive_scale(text: str) -> float:
+    """A timeout scale: a positive finite number (0 or -1 would make every guest timeout expire at once)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text!r}")
+    return value
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,14 +72,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     vm = selected_vm(config)
     try:
-        is_win98 = vm is not None and vm != BUILTIN_GUEST and _looks_like_win98(config, Path(vm))
+        is_win98 = vm is not None and vm != BUILTIN_GUEST and _looks_like_win98(config, _probed(Path(vm)))
     except HarnessError as error:  # a missing or unreadable --vm image: one line, not an INTERNALERROR
         raise pytest.UsageError(f"--vm {vm}: {error}") from None
     for item in items:
-        if "win98" in item.keywords and not is_win98:
+        # Markers, not keywords: an item's keywords also hold the names of its directories, so "vm" in
+        # item.keywords would skip every test under tests/unit/vm/ (and "win98" those under guests/win98/).
+        if item.get_closest_marker("win98") is not None and not is_win98:
             item.add_marker(pytest.mark.skip(reason=SKIP_WIN98))
-        elif "vm" in item.keywords and vm is None:
+        elif item.get_closest_marker("vm") is not None and vm is None:
             item.add_marker(pytest.mark.skip(reason=SKIP_VM))
+
+
+def _probed(image: Path) -> Path:
+    """The --vm image, checked before any test runs (ImageError when it is missing, a directory, unreadable or not
+    a disk image), whether or not --vm-profile spares it the detection: otherwise every guest test would fail
+    in its fixture with a bare OSError instead of the run stopping at one line."""
+    from harness.vm.disk import DiskImage
+
+    DiskImage.probe(image)
+    return image
 
 
 def _looks_like_win98(config: pytest.Config, image: Path) -> bool:

@@ -20,13 +20,21 @@ from pathlib import Path
 from harness.core.artifacts import ArtifactDir
 from harness.core.errors import HarnessError
 from harness.core.lifecycle import StartStop
+from harness.core.logs import quiet
 from harness.formats.parts import MAX_PART_INDEX, check_port_readable, logical_size, part_name, part_paths
 from harness.formats.report import Report, ReportError, split_stdout
 from harness.guests.resolve import resolve_guest
 from harness.models.names import ModelChoice
 from harness.oracle.checkpoint import load_checkpoint
 from harness.run.timeouts import Calibration
-from harness.run.workspace import WorkSpaceError, WorkSpacePlan, plan_work_space, run_files
+from harness.run.workspace import (
+    WorkSpaceError,
+    WorkSpacePlan,
+    plan_for_volume,
+    plan_work_space,
+    run_files,
+    work_volume,
+)
 from harness.vm.disk import DiskImage
 from harness.vm.guest import FetchResult, Guest, open_guest
 from harness.vm.machine import MachineOptions
@@ -176,7 +184,12 @@ class Session(StartStop):
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Build the binary, boot (or resume) the guest, inject the binary."""
+        """Check the image, build the binary, boot (or resume) the guest, inject the binary.
+
+        The image's work volume is read first: a truncated image is a one-line error before minutes of building.
+        """
+        disk = DiskImage.probe(self.image)
+        volume = work_volume(disk)
         if self.binary is None:
             from harness.port.build import build_port
 
@@ -185,8 +198,8 @@ class Session(StartStop):
             self.binary = build_port(target)
         elif not self.binary.is_file():
             raise SessionError(f"llama98 binary not found: {self.binary}")
-        self.work_space = plan_work_space(self.profile, DiskImage.probe(self.image),
-                                          run_files(self.profile, self.binary, self.options.inputs))
+        self.work_space = plan_for_volume(self.profile, disk, run_files(self.profile, self.binary,
+                                                                        self.options.inputs), volume)
         if self.work_space.work_disk_bytes:
             from harness.guests.tiny686.workdisk import create_work_disk
 
@@ -289,17 +302,35 @@ class Session(StartStop):
             usable = min(usable, budget_bytes)
         return logical_size(injected.choice.checkpoint) > usable
 
+    def fits(self, files: list[Path]) -> bool:
+        """Whether this started session's work disk can take `files` (a model and its tokenizer) as they are:
+        declared in SessionOptions.inputs, or fitting the attached work disk (sized for the declared inputs), or,
+        without one, the image's free space.
+
+        False means a session started with these files as its inputs can (it attaches a work disk of their
+        size); a WorkSpaceError means no session can (a file of 4 GiB or more, a guest without a second disk).
+        """
+        if all(path in self.options.inputs for path in files):
+            return True
+        if self.binary is None:
+            raise SessionError("the session is not started")
+        with quiet():  # a question, not a plan: no "attaching a work disk" line
+            plan = plan_work_space(self.profile, DiskImage.probe(self.image), run_files(self.profile, self.binary,
+                                                                                         tuple(files)))
+        if self.work_disk is not None and self.work_space is not None:  # mounted over the work dir: it counts
+            return plan.needed_bytes <= self.work_space.needed_bytes
+        return not plan.work_disk_bytes
+
     def _check_undeclared_inputs(self, files: list[Path]) -> None:
         """Refuse, before any transfer, files not declared in SessionOptions.inputs that would not fit."""
-        if all(path in self.options.inputs for path in files):
+        if self.fits(files):
             return
         assert self.binary is not None
         plan = plan_work_space(self.profile, DiskImage.probe(self.image), run_files(self.profile, self.binary,
                                                                                      tuple(files)))
-        if plan.work_disk_bytes and self.work_disk is None:
-            raise WorkSpaceError(f"the run's files ({plan.needed_bytes / 1e6:.1f} MB) do not fit the guest's work "
-                                 f"disk ({(plan.free_bytes or 0) / 1e6:.1f} MB free); declare them in "
-                                 f"SessionOptions.inputs so that a work disk is attached at start")
+        raise WorkSpaceError(f"the run's files ({plan.needed_bytes / 1e6:.1f} MB) do not fit the guest's work "
+                             f"disk ({(plan.free_bytes or 0) / 1e6:.1f} MB free); declare them in "
+                             f"SessionOptions.inputs so that a work disk is attached at start")
 
     def _run_program(self, injected: InjectedModel, args: PortArgs, cli: str, timeout: float | None,
                      what: str) -> ProgramRun:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core.paths import cache_dir
-from harness.oracle.checkpoint import ModelConfig
+from harness.formats.checkpoint import ModelConfig
 
 SAFETY = 4.0
 KEEP = 5  # measurements kept per figure: the slowest of them is used

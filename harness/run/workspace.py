@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.core.errors import HarnessError, ImageError
 from harness.formats.parts import part_name, part_paths
 from harness.vm.disk import DiskImage
-from harness.vm.fatspace import FatSpace, fat_space
+from harness.vm.fatspace import FatSpace, TruncatedImageError, fat_space
 from harness.vm.profile import GuestProfile
 
 FAT32_MAX_FILE = 4 * 1024 ** 3 - 1
@@ -43,18 +43,35 @@ def _listing(files: list[tuple[str, int]]) -> str:
     return ", ".join(f"{name} {size / MB:.1f} MB" for name, size in files)
 
 
+def work_volume(image: DiskImage) -> FatSpace | None:
+    """The image's work volume, or None (with a warning) when it holds no FAT volume the harness can read.
+
+    A truncated image is not a warning but its one-line TruncatedImageError: QEMU would boot a broken disk, and
+    the Session asks this before it builds anything so that the user hears it first."""
+    try:
+        return fat_space(image.path, image.format, image.size)
+    except TruncatedImageError:
+        raise
+    except ImageError as error:
+        log.warning(f"free space on the guest's work disk not checked: {error.message}")
+        return None
+
+
 def plan_work_space(profile: GuestProfile, image: DiskImage, files: list[tuple[str, int]]) -> WorkSpacePlan:
     """Check `files` ((guest name, bytes) each) against the free space of the image's work volume."""
+    return plan_for_volume(profile, image, files, work_volume(image))
+
+
+def plan_for_volume(profile: GuestProfile, image: DiskImage, files: list[tuple[str, int]],
+                    space: FatSpace | None) -> WorkSpacePlan:
+    """plan_work_space with the volume already read by work_volume (a Session reads it once, before building)."""
     too_big = [(name, size) for name, size in files if size > FAT32_MAX_FILE]
     if too_big:
         name, size = too_big[0]
         raise WorkSpaceError(f"{name} is {size / MB:.1f} MB but a FAT32 volume holds files below 4 GiB "
                              f"({FAT32_MAX_FILE / MB:.1f} MB): split the checkpoint into parts or quantize it")
     needed = sum(size for _, size in files) + SAFETY_BYTES
-    try:
-        space: FatSpace = fat_space(image.path, image.format)
-    except ImageError as error:
-        log.warning(f"free space on the guest's work disk not checked: {error.message}")
+    if space is None:
         return WorkSpacePlan(needed, None)
     if space.fits([size for _, size in files] + [SAFETY_BYTES]):
         return WorkSpacePlan(needed, space.free_bytes)

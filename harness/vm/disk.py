@@ -16,14 +16,14 @@ from pathlib import Path
 from harness.core.errors import ImageError
 from harness.core.hashing import file_sha256
 from harness.core.paths import cache_dir
-from harness.core.proc import run
+from harness.core.proc import run, tool_env
 from harness.vm.processes import QEMU_IMG, QemuError, find_tool
 
 # Formats qemu-img recognises by content; "raw" is what it answers for anything else, so raw needs a closer look.
 STRUCTURED_FORMATS = ("qcow2", "qcow", "vmdk", "vdi", "vpc", "vhdx", "qed", "parallels", "dmg", "cloop", "bochs")
 BOOT_SIGNATURE = b"\x55\xaa"
 
-_PROBED: dict[tuple[str, int, int], DiskImage] = {}
+_PROBED: dict[tuple[str, int, int, int], DiskImage] = {}
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,17 @@ class DiskImage:
             st = path.stat()
         except FileNotFoundError:
             raise ImageError(f"guest image {path} does not exist") from None
+        except NotADirectoryError:
+            raise ImageError(f"guest image {path} does not exist (a directory on its path is a file)") from None
         except OSError as error:
             raise ImageError(f"guest image {path} is not readable: {error.strerror}") from None
         if stat.S_ISDIR(st.st_mode):
             raise ImageError(f"guest image {path} is a directory, not a disk image")
         if not stat.S_ISREG(st.st_mode):
             raise ImageError(f"guest image {path} is not a regular file")
-        key = (str(path), st.st_size, st.st_mtime_ns)
+        # The mode is part of the key: chmod changes no mtime, and an image made unreadable since it was probed
+        # must get its one-line error here, not a bare PermissionError later from whoever opens it next.
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_mode)
         if key in _PROBED:
             return _PROBED[key]
         try:
@@ -70,7 +74,7 @@ class DiskImage:
         except QemuError as error:
             raise ImageError(error.message) from None
         result = run([qemu_img, "info", "--output=json", str(path)], what="qemu-img info", timeout=60,
-                     check=False)
+                     env=tool_env(), check=False)
         if result.returncode != 0:
             detail = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
             raise ImageError(f"guest image {path} is not a disk image qemu-img can read: {detail}")
@@ -90,7 +94,10 @@ class DiskImage:
 
     def sha256(self) -> str:
         """sha256 of the image file, cached by (path, size, mtime) so a multi-GB image is hashed once."""
-        st = self.path.stat()
+        try:
+            st = self.path.stat()
+        except OSError as error:
+            raise ImageError(f"guest image {self.path} is not readable: {error.strerror}") from None
         identity = f"{self.path}|{st.st_size}|{st.st_mtime_ns}"
         record = cache_dir("image-hashes") / (hashlib.sha256(identity.encode()).hexdigest()[:32] + ".json")
         try:
@@ -99,18 +106,24 @@ class DiskImage:
                 return str(cached["sha256"])
         except (OSError, ValueError, KeyError):
             pass
-        digest = file_sha256(self.path)
-        record.write_text(json.dumps({"identity": identity, "sha256": digest}))
+        try:
+            digest = file_sha256(self.path)
+        except OSError as error:
+            raise ImageError(f"guest image {self.path} is not readable: {error.strerror}") from None
+        try:
+            record.write_text(json.dumps({"identity": identity, "sha256": digest}))
+        except OSError:  # a full cache disk costs a re-hash next time, not this run
+            pass
         return digest
 
 
 def create_overlay(image: DiskImage, overlay: Path) -> None:
     """A fresh qcow2 overlay backed (read-only) by the image."""
     run([find_tool(QEMU_IMG), "create", "-q", "-f", "qcow2", "-b", str(image.path), "-F", image.format,
-         str(overlay)], what="qemu-img create", error=QemuError)
+         str(overlay)], what="qemu-img create", env=tool_env(), error=QemuError)
 
 
 def rebase_overlay(overlay: Path, image: DiskImage) -> None:
     """Point a cached overlay at the image's path today (it records whatever the image was called when cached)."""
     run([find_tool(QEMU_IMG), "rebase", "-u", "-b", str(image.path), "-F", image.format, str(overlay)],
-        what="qemu-img rebase", error=QemuError)
+        what="qemu-img rebase", env=tool_env(), error=QemuError)

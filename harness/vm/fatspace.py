@@ -17,11 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from harness.core.errors import ImageError
-from harness.core.proc import run
+from harness.core.proc import run, tool_env
 from harness.vm.processes import QEMU_IMG, find_tool
 
 SECTOR = 512
 FAT_PARTITION_TYPES = {0x01: "FAT12", 0x04: "FAT16", 0x06: "FAT16", 0x0E: "FAT16", 0x0B: "FAT32", 0x0C: "FAT32"}
+
+
+class TruncatedImageError(ImageError):
+    """The image ends before what its own partition table and boot sector say it holds (an interrupted copy, a
+    disk that filled up while the image was written). Never a warning: QEMU would boot a broken disk."""
 
 
 @dataclass(frozen=True)
@@ -41,13 +46,24 @@ class FatSpace:
 
 
 class _Reader:
-    """Bytes at an offset of the image as the guest sees the disk."""
+    """Bytes at an offset of the image as the guest sees the disk; a short read is a TruncatedImageError naming
+    what was being read, so no caller ever indexes past the end of what it got."""
 
-    def __init__(self, image: Path, fmt: str) -> None:
+    def __init__(self, image: Path, fmt: str, size: int | None) -> None:
         self.image = image
         self.fmt = fmt
+        self.size = size  # bytes the guest sees; None: not known (then only short reads tell)
 
-    def read(self, offset: int, length: int) -> bytes:
+    def read(self, offset: int, length: int, what: str) -> bytes:
+        data = self._read(offset, length)
+        if len(data) < length:
+            size = self.size if self.size is not None else offset + len(data)
+            raise TruncatedImageError(
+                f"guest image {self.image} is truncated: it is {size} bytes but {what} lies at bytes "
+                f"{offset}-{offset + length} (an interrupted copy? copy or build it again)")
+        return data
+
+    def _read(self, offset: int, length: int) -> bytes:
         if self.fmt == "raw":
             with self.image.open("rb") as handle:
                 handle.seek(offset)
@@ -58,7 +74,7 @@ class _Reader:
             # qemu-img dd counts `count` from the start of the input, `skip` included
             run([find_tool(QEMU_IMG), "dd", "-f", self.fmt, "-O", "raw", f"bs={SECTOR}", f"skip={first}",
                  f"count={last}", f"if={self.image}", f"of={out}"], what="qemu-img dd", timeout=300,
-                error=ImageError)
+                env=tool_env(), error=ImageError)
             data = out.read_bytes()
         start = offset - first * SECTOR
         return data[start:start + length]
@@ -77,15 +93,19 @@ def _volume_start(sector0: bytes) -> int:
     raise ImageError("the partition table has no FAT partition")
 
 
-def fat_space(image: str | Path, fmt: str = "raw") -> FatSpace:
-    """Free and total bytes of the first FAT16/FAT32 volume of `image` (format `fmt` as qemu-img names it).
+def fat_space(image: str | Path, fmt: str = "raw", size: int | None = None) -> FatSpace:
+    """Free and total bytes of the first FAT16/FAT32 volume of `image` (format `fmt` as qemu-img names it;
+    `size`: the disk's virtual size when known, else a raw file's own size).
 
-    One-line ImageError when the image holds no FAT volume the harness can read."""
+    One-line ImageError when the image holds no FAT volume the harness can read; TruncatedImageError (one line,
+    the file and the sizes) when the image ends before its partition table, boot sector, FAT or volume do."""
     path = Path(image)
-    reader = _Reader(path, fmt)
     try:
-        start = _volume_start(reader.read(0, SECTOR))
-        boot = reader.read(start, SECTOR)
+        if size is None and fmt == "raw":
+            size = path.stat().st_size
+        reader = _Reader(path, fmt, size)
+        start = _volume_start(reader.read(0, SECTOR, "its partition table (sector 0)"))
+        boot = reader.read(start, SECTOR, "the boot sector of its first FAT volume")
         bytes_per_sector = int.from_bytes(boot[11:13], "little")
         per_cluster = boot[13]
         reserved = int.from_bytes(boot[14:16], "little")
@@ -101,10 +121,17 @@ def fat_space(image: str | Path, fmt: str = "raw") -> FatSpace:
         kind = "FAT32" if root_entries == 0 else "FAT16" if clusters >= 4085 else "FAT12"
         if kind == "FAT12":
             raise ImageError("its first volume is FAT12 (a floppy-sized volume), not a work disk")
+        volume_end = start + total_sectors * bytes_per_sector
+        if reader.size is not None and volume_end > reader.size:
+            raise TruncatedImageError(
+                f"guest image {path} is truncated: it is {reader.size} bytes but its boot sector says its first FAT "
+                f"volume ends at byte {volume_end} (an interrupted copy? copy or build it again)")
         entry = 4 if kind == "FAT32" else 2
-        table = reader.read(start + reserved * bytes_per_sector, (clusters + 2) * entry)
+        table = reader.read(start + reserved * bytes_per_sector, (clusters + 2) * entry, "its FAT")
     except OSError as error:
         raise ImageError(f"cannot read guest image {path}: {error.strerror}") from None
+    except TruncatedImageError:
+        raise
     except ImageError as error:
         raise ImageError(f"cannot read the free space of guest image {path}: {error.message}") from None
     values = np.frombuffer(table, dtype="<u4" if entry == 4 else "<u2")[2:clusters + 2]

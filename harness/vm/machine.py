@@ -250,6 +250,12 @@ class Machine(StartStop):
         try:
             run.qmp.connect(qmp_socket, timeout=self.options.start_timeout)
         except Exception as error:  # noqa: BLE001 - any failure of the handshake; Ctrl-C stays Ctrl-C
+            # A QEMU that refuses its command line (e.g. a -loadvm snapshot that is not there) closes QMP as it
+            # exits: give it a moment to be reaped, so that start() sees a QemuLaunchError and can fall back.
+            try:
+                run.process.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                pass
             self._raise_if_exited(run)
             raise QemuError(f"QMP negotiation with QEMU failed: {error}", artifacts=self.artifacts) from None
 

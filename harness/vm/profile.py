@@ -139,8 +139,11 @@ def profiles_dir() -> Path:
 
 
 def available_profiles() -> list[str]:
-    """Names of the shipped profiles."""
-    return sorted(path.stem for path in profiles_dir().glob("*.yaml"))
+    """Names of the shipped profiles (none when their directory cannot be listed: only used in messages)."""
+    try:
+        return sorted(path.stem for path in profiles_dir().glob("*.yaml"))
+    except OSError:
+        return []
 
 
 def load_profile(name_or_path: str | Path) -> GuestProfile:
@@ -149,15 +152,20 @@ def load_profile(name_or_path: str | Path) -> GuestProfile:
     Raises ProfileError with one line naming the file and the offending field.
     """
     text_arg = str(name_or_path)
-    if text_arg.endswith((".yaml", ".yml")) or "/" in text_arg:
-        path = Path(text_arg)
-    else:
-        path = profiles_dir() / f"{text_arg}.yaml"
-        if not path.exists():
-            known = ", ".join(available_profiles()) or "none"
-            raise ProfileError(f"unknown guest profile {text_arg!r} (available: {known})")
+    by_name = not (text_arg.endswith((".yaml", ".yml")) or "/" in text_arg)
+    path = profiles_dir() / f"{text_arg}.yaml" if by_name else Path(text_arg)
+    # Read first and judge the error after: Path.exists() itself raises PermissionError when a directory on the
+    # way cannot be searched (a checkout in a 0700 directory read by another user), and a FIFO would block open().
     try:
+        if path.exists() and not path.is_file():
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            raise ProfileError(f"cannot read guest profile {path}: it is {kind}, not a YAML file")
         raw_bytes = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError) as error:
+        if by_name:
+            known = ", ".join(available_profiles()) or "none"
+            raise ProfileError(f"unknown guest profile {text_arg!r} (available: {known})") from None
+        raise ProfileError(f"cannot read guest profile {path}: {error.strerror or error}") from None
     except OSError as error:
         raise ProfileError(f"cannot read guest profile {path}: {error.strerror or error}") from None
     try:

@@ -10,7 +10,7 @@
 # variable (OUT, QDOT, DEFINES, CFLAGS, ...) does not override.
 # - subsystem and OS version 4.0, so Windows 95/98/NT4 accept the PE header;
 # - libgcc linked statically, so the program imports only KERNEL32.dll and
-#   msvcrt.dll (checked by tests/test_port_build.py);
+#   msvcrt.dll (checked by tests/unit/port/test_build.py);
 # - __USE_MINGW_ANSI_STDIO=0: printf and its %f formatting come from
 #   msvcrt.dll itself, the C library the program meets on Windows 98, not
 #   from MinGW's static replacement (the default with -std=c89, kept explicit);

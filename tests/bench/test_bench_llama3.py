@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.formats.l98m import LLAMA32_1B, L98Header, Llama3Scaling, cost_per_token, kv_cache_bytes
+from harness.formats.checkpoint import RopeScaling
+from harness.formats.l98m import LLAMA32_1B, L98Header, cost_per_token, kv_cache_bytes
 from tests.support.port_helpers import parse_report, tiny686_bin  # noqa: F401
 
 pytestmark = pytest.mark.bench
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.bench
 CALLGRIND_TIMEOUT_S = 3600
 # 60 words: more tokens than any run below takes, so every position is forced.
 PROMPT = " ".join(["once upon a time there was a small dog named Rex who ran to the park"] * 4)
-SCALING = Llama3Scaling(32.0, 1.0, 4.0, 8192)
+SCALING = RopeScaling(32.0, 1.0, 4.0, 8192)
 
 
 def _header(dim: int, hidden: int, layers: int, heads: int, kv_heads: int, vocab: int) -> L98Header:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.proc import tool_env
 from tests.support.child_signals import take_sigint
 
 pytestmark = pytest.mark.vm
@@ -59,7 +60,8 @@ def test_sse_binary_fails_with_illegal_instruction_not_a_timeout(vm_image: tuple
     binary = tmp_path / "llama98-pentium3"
     # The guest build with SSE arithmetic: the makefile's own recipe, its ARCH overridden on the command line.
     subprocess.run(["make", "-s", "-f", str(makefile), "TARGET=tiny686", "QDOT=c", f"OUT={binary}",
-                    "ARCH=-m32 -march=pentium3 -mfpmath=sse"], check=True, capture_output=True, cwd=tmp_path)
+                    "ARCH=-m32 -march=pentium3 -mfpmath=sse"], check=True, capture_output=True, cwd=tmp_path,
+                   env=tool_env())
     start = time.monotonic()
     result = _run_cli(["--binary", str(binary), "-n", "20"], tmp_path)
     assert result.returncode == 1

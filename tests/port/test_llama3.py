@@ -6,7 +6,6 @@ Win32 build under Wine; bad input gets one-line errors."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.formats.l98m import LLAMA32_1B, L98Header, Llama3Scaling, kv_cache_bytes
+from harness.formats.checkpoint import RopeScaling
+from harness.formats.l98m import LLAMA32_1B, L98Header, kv_cache_bytes
 from harness.formats.report import parse_report, split_stdout
 from harness.judge.token_check import check_run
 from harness.models.bpe_writer import from_tokenizer_json, write_bpe
@@ -32,6 +32,7 @@ from tests.support.port_helpers import (  # noqa: F401
     tiny686_bin,
     win32_exe,
     wine_command,
+    wine_env,
 )
 
 PROMPTS = ["Grüße aus Köln, 世界 — ok", "Once upon a time", "naïve café ☕ «bonjour»\n"]
@@ -189,10 +190,7 @@ def test_win32_build_under_wine_matches_the_oracle(win32_exe: Path, tied: Export
     wine = wine_command()
     if wine is None:
         pytest.skip(WINE_MISSING)
-    from harness.core.paths import cache_dir
-
-    env = {**os.environ, "WINEDEBUG": "-all", "DISPLAY": "", "WINEPREFIX": str(cache_dir("wine", "prefix")),
-           "WINEDLLOVERRIDES": "mscoree,mshtml="}
+    env = wine_env()
     prompt = "Once upon a time, far away"  # Wine turns a UTF-8 argv into the ANSI code page: ASCII only here
     result = subprocess.run([*wine, str(win32_exe), _wine_path(tied.model), "-z", _wine_path(tied.tokenizer),
                              "-i", prompt, "-t", "0.9", "-s", "11", "-n", "50", "-r", "-"],
@@ -210,7 +208,7 @@ def test_kv_cache_of_the_1b_layers_at_256_tokens_is_16_mib(native_bin: Path, tie
                                                            tmp_path: Path) -> None:
     """The KV cache depends on layers and kv_dim only: a model with Llama 3.2 1B's 16 layers and 8 KV heads of 64
     (kv_dim 512) and seq_len 131072 holds 16 MiB at 256 tokens (8 GiB if the header sized it). Zero weights."""
-    header = L98Header(512, 16, 16, 8, 8, 512, 131072, True, 500000.0, 1e-5, Llama3Scaling(32.0, 1.0, 4.0, 8192))
+    header = L98Header(512, 16, 16, 8, 8, 512, 131072, True, 500000.0, 1e-5, RopeScaling(32.0, 1.0, 4.0, 8192))
     model = tmp_path / "l16.bin"
     _offsets, size = header.offsets()
     with model.open("wb") as handle:

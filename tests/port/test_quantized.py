@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from harness.cli import main as cli_main
+from harness.formats.checkpoint import CheckpointError
 from harness.judge.verify import verify
 from harness.models.modelgen import SHAPES, cached_checkpoint, cached_tokenizer
 from harness.models.quantize import default_group_size, quantize_file, write_ternary_model
 from harness.oracle.checkpoint import load_checkpoint
-from harness.oracle.errors import CheckpointError
 from harness.oracle.quant import (
     Q8Tensor,
     TernaryTensor,

@@ -6,13 +6,11 @@ without "b", msvcrt's own printf and strtod, and the QueryPerformanceCounter tim
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness.core.paths import cache_dir
 from tests.support.port_helpers import (  # noqa: F401
     WINE_MISSING,
     fixture,
@@ -22,6 +20,7 @@ from tests.support.port_helpers import (  # noqa: F401
     stories_args,
     win32_exe,
     wine_command,
+    wine_env,
 )
 
 pytestmark = pytest.mark.wine
@@ -30,8 +29,7 @@ WINE_TIMEOUT_S = 300  # the first run creates the Wine prefix
 
 
 def _wine_env() -> dict[str, str]:
-    return {**os.environ, "WINEDEBUG": "-all", "DISPLAY": "", "WINEPREFIX": str(cache_dir("wine", "prefix")),
-            "WINEDLLOVERRIDES": "mscoree,mshtml="}
+    return wine_env()
 
 
 def _windows_path(path: Path) -> str:

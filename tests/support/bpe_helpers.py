@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.proc import tool_env
 from harness.models.bpe_writer import from_tokenizer_json, llama3_control_ids, write_bpe
 from tests.support.bpe_vocab import SharedVocab
+from tests.support.port_helpers import wine_env
 
 SRC = Path(__file__).resolve().parents[2] / "ports" / "llama98"
 MAKEFILES = {"native": ("gcc.mk", "bpetool"), "native-asan": ("gcc.mk", "bpetool"),
@@ -26,7 +28,8 @@ def build_bpetool(target: str, directory: Path) -> Path:
     command = ["make", "-s", "-f", str(SRC / makefile), name]
     if makefile == "gcc.mk":
         command.append(f"TARGET={target}")
-    result = subprocess.run(command, cwd=directory, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(command, cwd=directory, capture_output=True, text=True, timeout=300, check=False,
+                            env=tool_env())  # the user's MAKEFLAGS, CC or CFLAGS must not change what is built
     assert result.returncode == 0, result.stderr
     return directory / name
 
@@ -42,7 +45,8 @@ def port_encode(command: list[str], tokenizer: Path, strings: list[bytes], speci
                 timeout: float = 300) -> list[list[int]]:
     """Ids of each string from bpetool (strings must not hold NUL)."""
     args = [*command, str(tokenizer), *(["-s"] if specials else [])]
-    result = subprocess.run(args, input=b"\0".join(strings), capture_output=True, timeout=timeout, check=False)
+    result = subprocess.run(args, input=b"\0".join(strings), capture_output=True, timeout=timeout, check=False,
+                            env=wine_env())  # a bpetool.exe under Wine: headless, the tests' prefix
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     lines = result.stdout.decode("ascii").split("\n")
     assert lines[-1] == "" and len(lines) == len(strings) + 1

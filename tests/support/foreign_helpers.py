@@ -9,9 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from harness.port.build import PortBuildError, build_port
+from tests.support.port_helpers import built
 
 FORK_STYLE = ("LLAMA98_FORK_STYLE",)
 WRONG_ROPE = ("LLAMA98_FORK_STYLE", "LLAMA98_ROPE_BASE=5000.0f")  # another RoPE base: text diverges after a while
@@ -25,12 +23,7 @@ MISBEHAVING = {
 
 def fork_binary(target: str, defines: tuple[str, ...] = FORK_STYLE) -> Path:
     """A fork-style build of our sources for `target` (native, tiny686 or win32); skips without the toolchain."""
-    try:
-        return build_port(target, defines=defines)
-    except PortBuildError as error:
-        if "not found" in str(error):
-            pytest.skip(str(error))
-        raise
+    return built(target, defines=defines)
 
 
 def misbehaving_binary(kind: str, directory: Path) -> Path:

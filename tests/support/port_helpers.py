@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.core.paths import project_root
-from harness.port.build import PortBuildError, build_port
+from harness.core.paths import cache_dir, project_root
+from harness.core.proc import tool_env
+from harness.port.build import ToolchainMissing, build_port
 
 RUN_TIMEOUT_S = 120
 GREEDY_STORY_START = (
@@ -37,14 +38,15 @@ def fixture(name: str) -> Path:
     return path
 
 
-def built(target: str) -> Path:
-    """The cached build for a target; a missing toolchain skips with the package to install."""
+def built(target: str, src: Path | None = None, program: str = "llama98", defines: tuple[str, ...] = ()) -> Path:
+    """The cached build of `program` for a target (harness.port.build.build_port's arguments): the one "build it
+    or skip" of the tests. Only a missing toolchain (ToolchainMissing: make or the compiler not installed)
+    skips, with the package to install; any other failure (a deleted makefile, a compile error) fails the test,
+    as it is a defect, not a machine without a compiler."""
     try:
-        return build_port(target)
-    except PortBuildError as error:
-        if "not found" in str(error):
-            pytest.skip(str(error))
-        raise
+        return build_port(target, src, program=program, defines=defines)
+    except ToolchainMissing as error:
+        pytest.skip(str(error))
 
 
 def run_port(binary: Path, args: list[str], timeout: float = RUN_TIMEOUT_S,
@@ -87,6 +89,14 @@ def parse_report(text: str) -> PortReport:
     return report
 
 
+def wine_env() -> dict[str, str]:
+    """The environment the tests run Win32 programs in under Wine: headless, quiet, the tests' own prefix, and
+    nothing else of the user's environment (tool_env), whose WINEARCH, WINEDLLOVERRIDES or LANG would change
+    what the program does."""
+    return tool_env(WINEDEBUG="-all", DISPLAY="", WINEPREFIX=str(cache_dir("wine", "prefix")),
+                    WINEDLLOVERRIDES="mscoree,mshtml=")
+
+
 def wine_command() -> list[str] | None:
     """The wine launcher, or None when Wine is not installed."""
     wine = shutil.which("wine")
@@ -122,12 +132,7 @@ def win32_program(program: str) -> Path:
         path = Path(prebuilt)
         assert path.is_file(), f"LLAMA98_WINE_{program.upper()}_EXE={prebuilt} does not exist"
         return path
-    try:
-        return build_port("win32", program=program)
-    except PortBuildError as error:
-        if "not found" in str(error):
-            pytest.skip(str(error))
-        raise
+    return built("win32", program=program)
 
 
 @pytest.fixture(scope="session")

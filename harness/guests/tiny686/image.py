@@ -8,6 +8,12 @@ harness.guests.tiny686.bootdisk assembles the disk with mtools and syslinux (har
 the host tools for all of them). The image is cached under a key made of the resolved package versions and a hash of
 the recipe and of every builder module, and is only ever published by an atomic rename, so an interrupted build
 never leaves a broken image.
+
+A published image can still be damaged afterwards (a disk that filled up while a copy of the cache was made, a
+truncating copy, a stray write), and a damaged stand-in guest would fail every run in ways that point elsewhere.
+So each use checks it against its manifest: the size every time (a stat), the sha256 (about 1.5 s for the 512 MB
+image here, too slow for every session) only when the file's size, mtime or inode differ from the last time it
+was verified (tiny686.verified.json). A damaged image is rebuilt, and the rebuild says why.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -44,6 +51,8 @@ __all__ = ["GUEST_NAMES", "GuestBuildError", "Recipe", "build_guest", "cache_key
 GUEST_NAMES: tuple[str, ...] = ("tiny686",)
 IMAGE_NAME = "tiny686.img"
 MANIFEST_NAME = "tiny686.json"
+VERIFIED_NAME = "tiny686.verified.json"  # the image's stat when its sha256 last matched the manifest
+_log = logging.getLogger(__name__)
 # Every module whose code shapes the image: all are hashed into the cache key (see recipe_digest).
 BUILDER_MODULES: tuple[ModuleType, ...] = (sys.modules[__name__], host_tools, debian_packages, initramfs, bootdisk)
 
@@ -134,7 +143,10 @@ def build_guest(name: str = "tiny686", *, force: bool = False, log: Log | None =
     image = final_dir / IMAGE_NAME
     with _build_lock(guests):
         if image.is_file() and not force:
-            return image
+            damage = _damage(image)
+            if damage is None:
+                return image
+            (log or _log.warning)(f"the cached {name} image {image} is damaged ({damage}): rebuilding it")
         for stale in guests.glob(f".build-{name}-*"):  # left by a killed build; nobody else holds the lock
             shutil.rmtree(stale, ignore_errors=True)
         debs = cache_dir("debs")
@@ -155,16 +167,66 @@ def build_guest(name: str = "tiny686", *, force: bool = False, log: Log | None =
             say("writing disk image")
             partial = scratch / IMAGE_NAME
             write_disk(partial, vmlinuz, initramfs_gz, recipe.directory / "syslinux.cfg", scratch)
+            if partial.stat().st_size != IMAGE_BYTES:
+                raise GuestBuildError(f"the disk image written is {partial.stat().st_size} bytes, not {IMAGE_BYTES} "
+                                      f"(is the disk holding {guests} full?)")
+            image_sha256 = sha256_file(partial)
             manifest = {
                 "guest": name, "key": key, "kernel_version": kernel_version, "packages": versions,
-                "image_bytes": IMAGE_BYTES, "kernel_bytes": vmlinuz.stat().st_size,
-                "initramfs_bytes": len(initramfs_gz), "image_sha256": sha256_file(partial),
+                "image_bytes": partial.stat().st_size, "kernel_bytes": vmlinuz.stat().st_size,
+                "initramfs_bytes": len(initramfs_gz), "image_sha256": image_sha256,
             }
             (scratch / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
             final_dir.mkdir(exist_ok=True)
+            (final_dir / VERIFIED_NAME).unlink(missing_ok=True)
             os.replace(scratch / MANIFEST_NAME, final_dir / MANIFEST_NAME)
             os.replace(partial, image)  # published last: the image's presence means the build completed
+            _record_verified(image, image_sha256)  # just hashed: the first use need not hash it again
     return image
+
+
+def _stamp(image: Path, sha256: str) -> dict[str, object]:
+    st = image.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino, "sha256": sha256}
+
+
+def _record_verified(image: Path, sha256: str) -> None:
+    """Remember that the image, as it is now, matched its manifest (best effort: without it, the next use hashes)."""
+    record = image.parent / VERIFIED_NAME
+    partial = record.with_name(f".{VERIFIED_NAME}.{os.getpid()}")
+    try:
+        partial.write_text(json.dumps(_stamp(image, sha256), sort_keys=True) + "\n")
+        os.replace(partial, record)
+    except OSError:
+        partial.unlink(missing_ok=True)
+
+
+def _damage(image: Path) -> str | None:
+    """Why the cached image does not match its manifest, or None when it does (see the module docstring)."""
+    manifest_path = image.parent / MANIFEST_NAME
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        expected_bytes, expected_sha256 = int(manifest["image_bytes"]), str(manifest["image_sha256"])
+    except FileNotFoundError:
+        return f"its manifest {manifest_path} is missing"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"its manifest {manifest_path} is unreadable or incomplete: {error}"
+    try:
+        size = image.stat().st_size
+        if size != expected_bytes:
+            return f"it is {size} bytes, its manifest says {expected_bytes}"
+        try:
+            if json.loads((image.parent / VERIFIED_NAME).read_text()) == _stamp(image, expected_sha256):
+                return None
+        except (OSError, ValueError):
+            pass  # never verified, or the record is damaged: hash below
+        digest = sha256_file(image)
+    except OSError as error:
+        raise GuestBuildError(f"the cached guest image {image} is not readable: {error.strerror}") from None
+    if digest != expected_sha256:
+        return f"its sha256 is {digest}, its manifest says {expected_sha256}"
+    _record_verified(image, digest)
+    return None
 
 
 def guest_manifest(image: Path) -> dict[str, object]:

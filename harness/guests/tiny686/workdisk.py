@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.core.proc import run
+from harness.core.proc import run, tool_env
 from harness.guests.tiny686.host_tools import GuestBuildError, run_tool
 from harness.vm.processes import QEMU_IMG, find_tool
 
@@ -46,7 +46,7 @@ def create_work_disk(target: Path, size: int) -> Path:
                   "-h", "64", "-s", "32", "-H", str(PARTITION_START_SECTOR), "-v", LABEL, "-N", SERIAL, "::"],
                  "formatting the FAT32 work disk")
         run([find_tool(QEMU_IMG), "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(target)],
-            what="qemu-img convert (work disk)", error=GuestBuildError, timeout=600)
+            what="qemu-img convert (work disk)", error=GuestBuildError, timeout=600, env=tool_env())
     finally:
         raw.unlink(missing_ok=True)
     return target

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.core.errors import HarnessError
-from harness.core.proc import require, run
+from harness.core.proc import require, run, tool_env
 from harness.guests.detect import Partition, read_partitions
 from harness.vm.disk import DiskImage
 
@@ -64,8 +64,8 @@ class PrepareResult:
 def _mtools_env(epoch: int | None = None) -> dict[str, str]:
     # MTOOLS_SKIP_CHECK: images made by other tools may have FAT quirks mtools would otherwise refuse.
     # TZ=UTC0: FAT times have no zone; mtools converts with the local one, which must not depend on the host.
-    env = dict(os.environ, MTOOLS_SKIP_CHECK="1", MTOOLS_NO_VFAT="0", TZ="UTC0")
-    env.pop("SOURCE_DATE_EPOCH", None)
+    # tool_env: nothing else of the user's environment (SOURCE_DATE_EPOCH only as `epoch` says, no MTOOLSRC).
+    env = tool_env(MTOOLS_SKIP_CHECK="1", MTOOLS_NO_VFAT="0", TZ="UTC0")
     if epoch is not None:
         env["SOURCE_DATE_EPOCH"] = str(epoch)  # mtools stamps new entries with this instead of the clock
     return env
@@ -184,7 +184,8 @@ def _add_to_run_line(win_ini: bytes, program: str) -> bytes:
 def _convert(source: Path, source_format: str, target: Path, target_format: str) -> None:
     require("qemu-img", "install the qemu-utils package", PrepareError)
     result = run(["qemu-img", "convert", "-f", source_format, "-O", target_format, str(source), str(target)],
-                 what=f"qemu-img convert of {source}", timeout=CONVERT_TIMEOUT_S, check=False, error=PrepareError)
+                 what=f"qemu-img convert of {source}", timeout=CONVERT_TIMEOUT_S, env=tool_env(), check=False,
+                 error=PrepareError)
     if result.returncode != 0:
         first = (result.stderr.strip().splitlines() or ["unknown error"])[0]
         raise PrepareError(f"cannot copy {source} ({source_format}) to {target_format}: {first}")

@@ -35,7 +35,7 @@ from typing import IO
 from harness.core.artifacts import ArtifactDir
 from harness.core.errors import HarnessError
 from harness.core.paths import cache_dir
-from harness.core.proc import run
+from harness.core.proc import run, tool_env
 from harness.core.worker import worker_id
 from harness.vm.console import Console
 from harness.vm.profile import ConsoleSpec, load_profile
@@ -64,9 +64,11 @@ def windows_path(path: str | Path) -> str:
 
 
 def wine_env(prefix: Path) -> dict[str, str]:
-    """Headless, quiet Wine on `prefix`: no X display, no debug channels, no Mono/Gecko install dialogs."""
-    return {**os.environ, "WINEPREFIX": str(prefix), "WINEDEBUG": "-all", "DISPLAY": "",
-            "WINEARCH": "win32", "WINEDLLOVERRIDES": "mscoree,mshtml="}
+    """Headless, quiet Wine on `prefix`: no X display, no debug channels, no Mono/Gecko install dialogs; nothing
+    else of the user's environment (core.proc.tool_env), where a WINEARCH, WINEDLLOVERRIDES or LANG would change
+    what the agent does."""
+    return tool_env(WINEPREFIX=str(prefix), WINEDEBUG="-all", DISPLAY="", WINEARCH="win32",
+                    WINEDLLOVERRIDES="mscoree,mshtml=")
 
 
 @contextmanager

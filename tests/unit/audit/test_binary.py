@@ -18,6 +18,7 @@ from harness.audit.binary import load
 from harness.audit.scope import defined_functions
 from harness.audit.win98 import load_exports
 from harness.cli import main
+from harness.core.proc import tool_env
 from harness.port.build import build_port, default_src_dir
 from tests.support.port_helpers import built
 
@@ -215,7 +216,7 @@ def test_port_built_for_pentium3_is_flagged(tmp_path: Path) -> None:
     result = subprocess.run(
         [make, "-s", "-f", str(default_src_dir() / "gcc.mk"), f"SRC={default_src_dir()}", "TARGET=tiny686",
          "ARCH=-m32 -march=pentium3 -mfpmath=sse"],
-        cwd=build, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False)
+        cwd=build, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False, env=tool_env())
     assert result.returncode == 0, result.stderr
     found = audit(build / "llama98", "pentium2")
     assert found.scope == "port"

@@ -227,3 +227,30 @@ def test_an_empty_part_is_an_error_as_in_the_port(tmp_path: Path) -> None:
 def test_only_ascii_lowercase_makes_lowercase_part_names() -> None:
     assert part_name("MODEL.BÉN", 1) == "MODEL.B01"  # the port compares bytes with 'a'..'z'
     assert part_name("MODEL.BéN", 1) == "MODEL.B01"
+
+
+def test_an_output_below_a_file_or_a_directory_as_output_is_refused_before_any_write(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"x")
+    with pytest.raises(PartsError, match=f"cannot write {afile}/sub/m.bin: {afile} is a file, not a directory"):
+        write_parts(afile / "sub" / "m.bin", [b"data"])
+    (tmp_path / "m.bin").mkdir()
+    with pytest.raises(PartsError, match="m.bin is a directory"):
+        with PartsWriter(tmp_path / "m.bin", 4):
+            raise AssertionError("entered")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "m.bin"]
+    assert afile.read_bytes() == b"x" and list((tmp_path / "m.bin").iterdir()) == []
+
+
+def test_an_os_error_while_writing_is_one_parts_error_and_leaves_nothing(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure of the final rename (here: refused) is one line naming the checkpoint; no temporary is left."""
+    import harness.formats.parts as parts
+
+    def refuse(source: object, target: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(parts.os, "replace", refuse)
+    with pytest.raises(PartsError, match="cannot write .*m.bin: No space left on device"):
+        write_parts(tmp_path / "m.bin", [b"data"])
+    assert list(tmp_path.iterdir()) == []

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from harness.cli import main
+from harness.formats.checkpoint import CheckpointError
 from harness.models.export_hf import export, unpermute
 from harness.oracle.bpe import load_bpe
 from harness.oracle.checkpoint import load_checkpoint
-from harness.oracle.errors import CheckpointError
 from harness.oracle.model import Transformer, rope_frequencies
 from tests.support.bpe_helpers import build_bpetool, port_encode
 from tests.support.bpe_vocab import SharedVocab, build
@@ -213,3 +213,35 @@ def test_a_refusal_halfway_leaves_no_files(vocab: SharedVocab, tmp_path: Path,
     assert main(args) != 0
     assert "unexpected or repeated" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+
+
+def test_a_failed_tokenizer_rename_removes_the_model_it_wrote(vocab: SharedVocab, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last step (the tokenizer's rename) fails after the model is in place: neither file is left, and the
+    error is one ExportError line naming the tokenizer."""
+    import harness.models.export_hf as export_hf
+    from harness.models.export_hf import ExportError
+
+    make_hf_dir(tmp_path / "hf", vocab, shards=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    real_replace = export_hf.os.replace
+
+    def replace(source: Any, target: Any) -> None:
+        if Path(target).name == "t.bin":
+            raise PermissionError(13, "Permission denied")
+        real_replace(source, target)
+
+    monkeypatch.setattr(export_hf.os, "replace", replace)
+    with pytest.raises(ExportError, match=r"cannot write .*t\.bin: Permission denied \(removed the model"):
+        export(tmp_path / "hf", out / "m.bin", out / "t.bin")
+    assert list(out.iterdir()) == []
+
+
+def test_the_same_file_for_model_and_tokenizer_is_refused(vocab: SharedVocab, tmp_path: Path) -> None:
+    from harness.models.export_hf import ExportError
+
+    make_hf_dir(tmp_path / "hf", vocab, shards=1)
+    with pytest.raises(ExportError, match="cannot be written to the same file"):
+        export(tmp_path / "hf", tmp_path / "x.bin", tmp_path / "." / "x.bin")
+    assert not (tmp_path / "x.bin").exists()

@@ -17,6 +17,7 @@ from harness.run.workspace import FAT32_MAX_FILE, WorkSpaceError, plan_work_spac
 from harness.vm.disk import DiskImage
 from harness.vm.fatspace import fat_space
 from harness.vm.profile import load_profile
+from tests.support.diskimages import make_fat32_disk
 
 MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLSRC": "/dev/null", "LC_ALL": "C"}
 
@@ -131,3 +132,27 @@ def test_tiny686_gets_a_second_work_disk_when_the_files_do_not_fit(tmp_path: Pat
         assert session.calibration.transfer_rates[-1] == fetched.size / fetched.seconds
         assert session.binary_fetch is not None and session.binary_fetch.verified
     assert not session.work_disk.exists()
+
+
+def test_a_session_says_which_files_its_disk_takes_without_a_second_disk(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Session.fits, the question llama98_run asks before injecting into the worker's guest (which was started
+    with no inputs, so has no work disk): files that fit the image's free space, or were declared, go in; a bigger
+    model needs a session of its own (False); a file no FAT32 volume holds is refused outright."""
+    monkeypatch.setenv("LLAMA98_CACHE", str(tmp_path / "cache"))
+    image = tmp_path / "disk.img"
+    make_fat32_disk(image, 64, windows_tree=False)
+    free = fat_space(image).free_bytes
+    binary, small, big, huge = (tmp_path / name for name in ("llama98", "small.bin", "big.bin", "huge.bin"))
+    binary.write_bytes(b"\x7fELF" + bytes(1000))
+    small.write_bytes(bytes(100_000))
+    for path, size in ((big, free), (huge, FAT32_MAX_FILE + 1)):
+        with path.open("wb") as handle:
+            handle.truncate(size)
+    session = Session(SessionOptions(vm=str(image), profile="tiny686", binary=binary, artifacts=tmp_path / "art",
+                                     inputs=(big, small)))
+    assert session.fits([small, small]) and session.fits([big, small])  # declared: the session planned for them
+    undeclared = Session(SessionOptions(vm=str(image), profile="tiny686", binary=binary, artifacts=tmp_path / "a2"))
+    assert undeclared.fits([small, small]) and not undeclared.fits([big, small])
+    with pytest.raises(WorkSpaceError, match="below 4 GiB"):
+        undeclared.fits([huge, small])

@@ -8,6 +8,7 @@ so they are not marked `vm` and run in every test run (about 10 s).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,18 +20,21 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from harness import cli
 from harness.core.artifacts import ArtifactDir
 from harness.core.errors import ImageError
 from harness.core.hashing import file_sha256
+from harness.vm import profile as profile_module
 from harness.vm.console import ConsoleTimeout
 from harness.vm.disk import DiskImage
 from harness.vm.ftp import FileServer
 from harness.vm.guest import Guest
 from harness.vm.machine import Machine, MachineOptions
 from harness.vm.processes import QemuError, QemuLaunchError, live_qemu_pids
-from harness.vm.profile import load_profile
+from harness.vm.profile import ProfileError, load_profile
 from harness.vm.snapshots import SNAPSHOT_NAME, SnapshotCache
 from tests.support.child_signals import take_sigint
+from tests.support.unreadable import locked_file, outcome_as_nobody, public_dir
 
 
 def _process_gone(pid: int, within: float = 10.0) -> bool:
@@ -137,38 +141,53 @@ def test_missing_unreadable_and_non_disk_images_are_one_line_errors(tmp_path: Pa
         DiskImage.probe(broken_qcow)
 
 
-def test_unreadable_image(tmp_path: Path, artifacts: ArtifactDir) -> None:
-    """Root reads anything, so the check runs in a forked child that drops to user nobody."""
-    import tempfile
+def test_unreadable_image(artifacts: ArtifactDir) -> None:
+    """A mode-000 image, read by a user who is not root: a one-line ImageError naming it and the artifacts.
 
-    public = Path(tempfile.mkdtemp(prefix="llama98-unreadable-"))
-    public.chmod(0o755)
-    locked = public / "locked.img"
-    locked.write_bytes(b"\x00" * 1024)
-    locked.chmod(0o000)
-    read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - runs in the child
-        os.close(read_end)
-        message = "no error"
-        try:
-            if os.geteuid() == 0:
-                os.setgid(65534)
-                os.setuid(65534)
-            Machine(load_profile("tiny686"), locked, artifacts, MachineOptions(use_snapshot=False)).start()
-        except ImageError as error:
-            message = str(error)
-        except BaseException as error:  # noqa: BLE001
-            message = f"unexpected {error!r}"
-        os.write(write_end, message.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        message = pipe.read()
-    os.waitpid(child, 0)
-    locked.unlink()
-    public.rmdir()
-    assert "is not readable: Permission denied" in message and str(artifacts) in message
+    Everything the check needs from the checkout (the profile) is loaded here, before the child drops to
+    `nobody`, so the test passes wherever the checkout lives (a 0700 `mktemp -d` clone, /root)."""
+    profile = load_profile("tiny686")
+    with public_dir() as directory:
+        locked = locked_file(directory, "locked.img", b"\x00" * 1024)
+        message = outcome_as_nobody(
+            lambda: Machine(profile, locked, artifacts, MachineOptions(use_snapshot=False)).start())
+    assert message.startswith("ImageError: "), message
+    assert f"guest image {locked} is not readable: Permission denied" in message and str(artifacts) in message
+    assert "\n" not in message
+
+
+def test_unreadable_profile_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile the user cannot read: by name or by path inside a directory they cannot search (what a private
+    checkout is to another user: Path.exists() itself raises there), a directory, a FIFO (refused without being
+    opened, so nothing blocks), a path under a regular file."""
+    with public_dir() as directory:
+        private = directory / "profiles"
+        private.mkdir(mode=0o700)
+        shutil.copy(load_profile("tiny686").source, private / "mine.yaml")
+        monkeypatch.setattr(profile_module, "profiles_dir", lambda: private)  # the shipped profiles' directory
+        by_name = outcome_as_nobody(lambda: load_profile("mine"))
+        by_path = outcome_as_nobody(lambda: load_profile(private / "mine.yaml"))
+    assert by_name == by_path == f"ProfileError: cannot read guest profile {private / 'mine.yaml'}: Permission denied"
+    with pytest.raises(ProfileError, match=r"cannot read guest profile .*: it is a directory, not a YAML file$"):
+        load_profile(f"{tmp_path}/")
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(ProfileError, match=r"fifo\.yaml: it is not a regular file, not a YAML file$"):
+        load_profile(fifo)
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    with pytest.raises(ProfileError, match=r"cannot read guest profile .*plain/p\.yaml: Not a directory$"):
+        load_profile(plain / "p.yaml")
+
+
+def test_unreadable_profile_through_the_cli(tmp_path: Path, spinning_image: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--vm", str(spinning_image), "--profile", f"{tmp_path}/", "--model", "260K-shape"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (f"llama98-harness: error: cannot read guest profile {tmp_path}: it is a "
+                                    f"directory, not a YAML file")
+    assert all(line.startswith("[") for line in err.splitlines()[:-1])  # only progress lines before it
 
 
 def test_qemu_not_installed(spinning_image: Path, artifacts: ArtifactDir, tmp_path: Path,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import json
+import logging
 import os
 import re
 import shutil
@@ -34,16 +36,19 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 
 from harness import cli
 from harness.core.paths import cache_dir
+from harness.guests.resolve import resolve_guest
 from harness.guests.tiny686.debian_packages import depends_names
 from harness.guests.tiny686.host_tools import check_host_tools
 from harness.guests.tiny686.image import (
     GuestBuildError,
+    _damage,
     build_guest,
     cache_key,
     guest_manifest,
     load_recipe,
 )
 from harness.guests.tiny686.initramfs import CpioArchive, elf_needed, resolve_in_root
+from harness.vm.fatspace import fat_space
 
 PROMPT = "tiny686# "
 READY = "TINY686 READY"
@@ -255,6 +260,70 @@ def test_killed_build_leaves_no_cached_image_and_the_next_build_recovers(tiny686
     assert Path(rebuilt.stdout.strip()).name == "tiny686.img"
     assert Path(rebuilt.stdout.strip()).parent.name == tiny686_image.parent.name  # same recipe, same key
     assert not list(guests.glob(".build-tiny686-*"))
+
+
+def _manifested(directory: Path, data: bytes) -> Path:
+    """A cache entry in miniature: an image and the manifest fields build_guest checks it against."""
+    directory.mkdir()
+    image = directory / "tiny686.img"
+    image.write_bytes(data)
+    (directory / "tiny686.json").write_text(json.dumps({"image_bytes": len(data),
+                                                        "image_sha256": hashlib.sha256(data).hexdigest()}))
+    return image
+
+
+def test_a_cached_image_is_checked_against_its_manifest(tmp_path: Path) -> None:
+    """Size always; the sha256 once per version of the file (size, mtime, inode), remembered beside it."""
+    data = os.urandom(64 * 1024)
+    image = _manifested(tmp_path / "entry", data)
+    assert _damage(image) is None
+    record = json.loads((image.parent / "tiny686.verified.json").read_text())
+    assert record["size"] == len(data) and record["sha256"] == hashlib.sha256(data).hexdigest()
+    with image.open("r+b") as handle:
+        handle.truncate(512)
+    assert _damage(image) == f"it is 512 bytes, its manifest says {len(data)}"
+    flipped = bytes([data[0] ^ 0xFF]) + data[1:]
+    image.write_bytes(flipped)  # same size, new mtime: hashed again
+    assert _damage(image) == (f"its sha256 is {hashlib.sha256(flipped).hexdigest()}, its manifest says "
+                              f"{hashlib.sha256(data).hexdigest()}")
+    (image.parent / "tiny686.json").write_text("{not json")
+    assert str(_damage(image)).startswith(f"its manifest {image.parent / 'tiny686.json'} is unreadable")
+    (image.parent / "tiny686.json").unlink()
+    assert _damage(image) == f"its manifest {image.parent / 'tiny686.json'} is missing"
+
+
+def _private_cache_with_a_copy(tiny686_image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """LLAMA98_CACHE in tmp_path holding a sparse copy of the built guest (same key), apt's resolution of its
+    packages (saves an apt-cache run of up to 20 s on a busy host) and the downloaded .debs."""
+    cache = tmp_path / "cache"
+    (cache / "guests").mkdir(parents=True)
+    (cache / "debs").symlink_to(cache_dir("debs"))
+    for resolved in tiny686_image.parent.parent.glob(".resolved-*.json"):
+        shutil.copy(resolved, cache / "guests")
+    subprocess.run(["cp", "-a", "--sparse=always", str(tiny686_image.parent), str(cache / "guests")], check=True)
+    monkeypatch.setenv("LLAMA98_CACHE", str(cache))
+    return cache / "guests" / tiny686_image.parent.name / tiny686_image.name
+
+
+@pytest.mark.vm
+def test_a_truncated_cached_image_is_rebuilt_and_says_so(tiny686_image: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """The cached image cut right after its partition table (a disk that filled up): the next use, as `run` makes
+    it (resolve_guest), rebuilds it with a warning. A same-size corruption takes the same path (the sha256 check
+    is test_a_cached_image_is_checked_against_its_manifest); one rebuild here, as each takes 15-50 s."""
+    copy = _private_cache_with_a_copy(tiny686_image, tmp_path, monkeypatch)
+    manifest = guest_manifest(copy)
+    with copy.open("r+b") as handle:
+        handle.truncate(512)
+    with caplog.at_level(logging.WARNING, logger="harness"):
+        assert resolve_guest("tiny686")[1] == copy
+    assert [record.getMessage() for record in caplog.records if "damaged" in record.getMessage()] == [
+        f"the cached tiny686 image {copy} is damaged (it is 512 bytes, its manifest says {manifest['image_bytes']}): "
+        f"rebuilding it"]
+    assert copy.stat().st_size == guest_manifest(copy)["image_bytes"]
+    assert _sha256(copy) == guest_manifest(copy)["image_sha256"]
+    assert fat_space(copy).kind == "FAT32"
 
 
 # ---------------------------------------------------------------------------------------------------------------

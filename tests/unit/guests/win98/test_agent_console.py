@@ -23,7 +23,6 @@ from harness.core.artifacts import ArtifactDir
 from harness.formats.report import parse_report
 from harness.judge.verify import verify
 from harness.oracle import generate_text
-from harness.port.build import PortBuildError, build_port
 from harness.vm.console import ConsoleTimeout
 from harness.vm.ftp import FileServer
 from harness.vm.guest import Guest, GuestError, TransferError, open_guest
@@ -31,7 +30,7 @@ from harness.vm.machine import Machine, MachineOptions
 from harness.vm.processes import QemuError
 from harness.vm.profile import GuestProfile, ProfileError, load_profile
 from tests.support.fake_agent98 import FakeWin98Machine
-from tests.support.port_helpers import fixture
+from tests.support.port_helpers import built, fixture
 
 PROFILE = load_profile("win98")
 
@@ -44,12 +43,7 @@ class Win98:
 
 
 def _built(target: str, program: str = "llama98") -> Path:
-    try:
-        return build_port(target, program=program)
-    except PortBuildError as error:
-        if "not found" in str(error):
-            pytest.skip(str(error))
-        raise
+    return built(target, program=program)
 
 
 @pytest.fixture(scope="module", params=["fake", pytest.param("image", marks=pytest.mark.win98)])
