@@ -64,6 +64,7 @@ class Import:
     dll: str
     name: str | None  # None: imported by ordinal
     ordinal: int | None
+    slot: int | None = None  # the address of its import address table entry (what `call dword ptr [slot]` reads)
 
 
 @dataclass
@@ -85,6 +86,8 @@ class Binary:
     functions: list[Function] = field(default_factory=list)
     imports: list[Import] = field(default_factory=list)
     pe: PeHeader | None = None
+    entry: int | None = None  # the entry point's address (PE: ImageBase + AddressOfEntryPoint)
+    sections: list[CodeRegion] = field(default_factory=list)  # PE: every section's bytes (code and data)
 
     def __post_init__(self) -> None:
         self.functions.sort(key=lambda f: f.start)
@@ -108,6 +111,18 @@ class Binary:
             if region.address <= start < region.address + len(region.data):
                 return region.data[start - region.address:end - region.address]
         return b""
+
+    def read(self, address: int, size: int) -> bytes:
+        """Up to `size` bytes of the image at `address`, from whichever section holds it (b"" when none does)."""
+        for section in self.sections or self.regions:
+            if section.address <= address < section.address + len(section.data):
+                return section.data[address - section.address:address - section.address + size]
+        return b""
+
+    def import_slot(self, dll: str, name: str) -> int | None:
+        """The import address table entry of `dll!name` (DLL case-insensitive), None when not imported."""
+        return next((item.slot for item in self.imports if item.dll.upper() == dll.upper() and item.name == name),
+                    None)
 
 
 def load(path: Path) -> Binary:
@@ -178,16 +193,19 @@ def _load_pe(path: Path) -> Binary:
             raise AuditInputError(f"{path} is a PE for machine {pe.FILE_HEADER.Machine:#x}, not i386 (0x14c)")
         base = header.ImageBase
         regions = []
+        sections = []
         for section in pe.sections:
+            name = section.Name.rstrip(b"\0").decode("latin-1")
+            data = section.get_data()[: max(section.Misc_VirtualSize, 0) or None]
+            sections.append(CodeRegion(name, base + section.VirtualAddress, data))
             if section.Characteristics & (IMAGE_SCN_MEM_EXECUTE | IMAGE_SCN_CNT_CODE):
-                name = section.Name.rstrip(b"\0").decode("latin-1")
-                data = section.get_data()[: max(section.Misc_VirtualSize, 0) or None]
-                regions.append(CodeRegion(name, base + section.VirtualAddress, data))
+                regions.append(sections[-1])
         imports = [
             Import(
                 entry.dll.decode("latin-1"),
                 item.name.decode("latin-1") if item.name else None,
                 None if item.name else item.ordinal,
+                item.address,
             )
             for entry in getattr(pe, "DIRECTORY_ENTRY_IMPORT", [])
             for item in entry.imports
@@ -199,6 +217,7 @@ def _load_pe(path: Path) -> Binary:
             heap_reserve=header.SizeOfHeapReserve,
             subsystem=header.Subsystem,
         )
+        entry_point = base + header.AddressOfEntryPoint
         functions = _coff_functions(pe, path.read_bytes(), regions)
     except AttributeError as error:
         raise AuditInputError(f"{path} is a truncated or damaged PE file ({error})") from None
@@ -206,7 +225,7 @@ def _load_pe(path: Path) -> Binary:
         pe.close()
     if not regions:
         raise AuditInputError(f"{path} has no executable sections")
-    return Binary(path, "PE", regions, functions, imports, pe_header)
+    return Binary(path, "PE", regions, functions, imports, pe_header, entry_point, sections)
 
 
 def _coff_functions(pe: pefile.PE, raw: bytes, regions: list[CodeRegion]) -> list[Function]:

@@ -3,8 +3,9 @@
 The audit's verdict on an import must rest on evidence, not on memory. mingw-w64 keeps, for KERNEL32, ADVAPI32
 and MSVCRT, a per-export record of the Windows release that introduced it (harness/audit/mingw_defs.py reads it);
 this module reads those files from a mingw-w64 checkout or a bare git directory at a pinned commit, merges the
-curated facts the .def files cannot carry (stubs; USER32, whose .def has no versions), and writes one YAML file
-with the commit in it. The mingw-w64 source is never committed here:
+curated facts the .def files cannot carry (stubs; USER32, whose .def has no versions; the stubs a C runtime calls
+only where they work, `runtime_guarded`), and writes one YAML file with the commit in it: the one file the audit
+reads. The mingw-w64 source is never committed here:
 tests/unit/audit/test_exports_source.py regenerates the
 list when LLAMA98_MINGW_W64_SRC points at a copy and fails on any difference.
 
@@ -27,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from harness.audit.mingw_defs import DefFormatError, parse, verdicts
+from harness.audit.runtime import Runtime, parse_runtimes, runtimes_document
 from harness.core.errors import HarnessError, UsageError
 from harness.core.paths import project_root
 from harness.core.proc import run
@@ -115,6 +117,7 @@ class Curated:
     user32_exported: dict[str, list[str]]  # source -> names
     user32_stubs: dict[str, str]
     user32_absent: dict[str, str]  # name -> reason
+    runtimes: dict[str, Runtime]  # runtime -> its start-up and the stubs it calls only where they work
 
 
 def _mapping(value: object, what: str) -> dict[str, object]:
@@ -148,6 +151,10 @@ def load_curated(path: Path) -> Curated:
     dlls = top.get("w_stub_dlls") or []
     if not isinstance(dlls, list):
         raise UsageError("the curated list's w_stub_dlls is not a list")
+    try:
+        runtimes = parse_runtimes(top.get("runtime_guarded"))
+    except ValueError as error:
+        raise UsageError(f"the curated list's {error}") from None
     return Curated(
         sources=_strings(top.get("sources"), "sources"),
         w_stub_dlls=frozenset(str(dll) for dll in dlls),
@@ -158,6 +165,7 @@ def load_curated(path: Path) -> Curated:
                          for source, v in _mapping(user32.get("exported"), f"{CURATED_DLL}.exported").items()},
         user32_stubs=_strings(user32.get("stubs"), f"{CURATED_DLL}.stubs"),
         user32_absent=_strings(user32.get("absent"), f"{CURATED_DLL}.absent"),
+        runtimes=runtimes,
     )
 
 
@@ -176,6 +184,10 @@ def _check_evidence(curated: Curated) -> None:
     cited += [(f"implemented_w {dll}!{name}", key) for dll, names in curated.implemented_w.items()
               for name, key in names.items()]
     cited += [(f"{CURATED_DLL}.exported group", key) for key in curated.user32_exported]
+    for runtime in curated.runtimes.values():
+        cited.append((f"runtime_guarded {runtime.key} start_up", runtime.start_up.evidence))
+        cited += [(f"runtime_guarded {runtime.key} {dll}!{name}", item.evidence)
+                  for dll, names in runtime.imports.items() for name, item in names.items()]
     for what, reason in cited:
         keys = evidence_keys(reason)
         unknown = [key for key in keys if key not in curated.sources]
@@ -212,6 +224,13 @@ def build_lists(source: MingwSource, curated: Curated) -> dict[str, DllList]:
         lists[dll] = DllList(relative, _group(exported), dict(sorted(stubs.items())), _group(absent))
     lists[CURATED_DLL] = _user32(curated)
     _check_evidence(curated)
+    for runtime in curated.runtimes.values():
+        for dll, names in runtime.imports.items():
+            for name in names:
+                if dll not in lists or name not in lists[dll].stubs:
+                    raise UsageError(f"runtime_guarded {runtime.key} {dll}!{name} is not a stub on Windows 98 SE in "
+                                     "the list: a guard only excuses a stub (a name Windows 98 does not export keeps "
+                                     "the program from loading; an implemented one needs no guard)")
     return lists
 
 
@@ -236,6 +255,8 @@ def render(lists: dict[str, DllList], commit: str, curated: Curated) -> str:
         "# stubs: exported, but a stub there (fails, typically with ERROR_CALL_NOT_IMPLEMENTED).\n"
         "# absent: Windows 98 SE does not export it (key = the section naming the release that added it).\n"
         "# Any other import is \"no evidence either way\": the audit reports it too (fail closed).\n"
+        "# runtime_guarded: stubs a C runtime calls only where they work; accepted only in that runtime's binaries,\n"
+        "# when the machine code shows the guard around every reference (harness/audit/runtime.py).\n"
     )
     document = {
         "target": "Windows 98 Second Edition (4.10.2222 A)",
@@ -246,6 +267,8 @@ def render(lists: dict[str, DllList], commit: str, curated: Curated) -> str:
         "dlls": {dll: {"source": entry.source, "exported": entry.exported, "stubs": entry.stubs,
                        "absent": entry.absent} for dll, entry in lists.items()},
     }
+    if curated.runtimes:
+        document["runtime_guarded"] = runtimes_document(curated.runtimes)
     return header + yaml.safe_dump(document, sort_keys=False, width=120, allow_unicode=False)
 
 

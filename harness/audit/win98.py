@@ -6,16 +6,20 @@ and a small curated file (harness/audit/exports_source.py). Each import gets one
   start the program);
 - "exported but a stub there": it loads, but the call fails (NT-only functions, W functions without unicows);
 - "no evidence either way": the name is in no list. The check fails closed, so this is a finding too.
+A stub that a known C runtime imports but calls only where it works (the list's `runtime_guarded`) is no finding
+in that runtime's binaries when the machine code shows the guard around every reference (harness/audit/runtime.py);
+it is reported as guarded, with its evidence, not silently dropped.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from harness.audit.binary import Binary
+from harness.audit.runtime import Runtime, guard_verdict, parse_runtimes
 from harness.core.errors import HarnessError, UsageError
 from harness.core.paths import project_root
 
@@ -32,6 +36,7 @@ class Win98Exports:
     exported: dict[str, dict[str, str]]
     stubs: dict[str, dict[str, str]]
     absent: dict[str, dict[str, str]]
+    runtimes: dict[str, Runtime] = field(default_factory=dict)  # stubs C runtimes call only where they work
 
     @property
     def available(self) -> dict[str, frozenset[str]]:
@@ -44,6 +49,14 @@ class OsFinding:
     what: str    # "import", "dll", "header"
     item: str    # e.g. KERNEL32.dll!GetTickCount64
     reason: str
+
+
+@dataclass(frozen=True)
+class OsCheck:
+    """The findings, and the stubs accepted because the binary's C runtime guards every call of them."""
+
+    findings: list[OsFinding]
+    guarded: list[OsFinding]
 
 
 def default_exports_path() -> Path:
@@ -68,9 +81,10 @@ def load_exports(path: Path | None = None) -> Win98Exports:
             exported[dll.upper()] = _by_name(entry["exported"], filename)
             stubs[dll.upper()] = {str(k): str(v) for k, v in (entry.get("stubs") or {}).items()}
             absent[dll.upper()] = _by_name(entry.get("absent"), filename)
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as error:
+        runtimes = parse_runtimes(data.get("runtime_guarded"))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError) as error:
         raise HarnessError(f"cannot read the Windows 98 export list {path}: {' '.join(str(error).split())}") from None
-    return Win98Exports(exported, stubs, absent)
+    return Win98Exports(exported, stubs, absent, runtimes)
 
 
 def import_verdict(exports: Win98Exports, dll: str, name: str) -> str | None:
@@ -90,11 +104,12 @@ def _version(pair: tuple[int, int]) -> str:
     return f"{pair[0]}.{pair[1]}"
 
 
-def check(binary: Binary, exports: Win98Exports) -> list[OsFinding]:
-    """Everything in the PE that keeps it from loading or working on Windows 98 SE."""
+def check(binary: Binary, exports: Win98Exports) -> OsCheck:
+    """Everything in the PE that keeps it from loading or working on Windows 98 SE, and the runtime-guarded stubs."""
     if binary.pe is None:
         raise UsageError(f"--os win98 needs a PE executable; {binary.path} is {binary.kind}")
     findings: list[OsFinding] = []
+    guarded: list[OsFinding] = []
     header = binary.pe
     if header.subsystem_version > MAX_VERSION:
         findings.append(OsFinding("header", f"subsystem version {_version(header.subsystem_version)}",
@@ -121,6 +136,11 @@ def check(binary: Binary, exports: Win98Exports) -> list[OsFinding]:
                                       "versions and cannot be checked"))
             continue
         verdict = import_verdict(exports, dll, item.name)
-        if verdict is not None:
-            findings.append(OsFinding("import", label, verdict))
-    return findings
+        if verdict is None:
+            continue
+        guard = guard_verdict(binary, exports.runtimes, dll, item.name) if verdict.startswith(STUB) else None
+        if guard is not None and guard.accepted:
+            guarded.append(OsFinding("import", label, f"{guard.text}; on Windows 98 SE it is {verdict}"))
+        else:
+            findings.append(OsFinding("import", label, verdict if guard is None else f"{verdict}; {guard.text}"))
+    return OsCheck(findings, guarded)

@@ -277,6 +277,52 @@ def test_curated_stub_must_be_an_export(fake_mingw: tuple[Path, str, Path], tmp_
         generate(tree, curated_path=curated)
 
 
+RUNTIME_GUARDED = """
+runtime_guarded:
+  ow:
+    name: Some C runtime
+    start_up: {opcode: e9, text_at: 9, text: "Some Run-Time system. ", evidence: "msdn (start.asm): the entry"}
+    imports:
+      KERNEL32.DLL:
+        CreateFileW: {guard: getversion-nt, evidence: "msdn (file.c lines 1-9): only if GetVersion() says NT"}
+"""
+
+
+def test_runtime_guarded_section_is_carried_into_the_list(fake_mingw: tuple[Path, str, Path]) -> None:
+    """The audit reads only the generated list, so the curated runtime guards are copied into it, unchanged."""
+    tree, _, curated = fake_mingw
+    curated.write_text(CURATED + RUNTIME_GUARDED)
+    text = generate(tree, curated_path=curated)
+    out = tree / "list.yaml"
+    out.write_text(text)
+    runtime = load_exports(out).runtimes["ow"]
+    assert runtime.name == "Some C runtime" and runtime.start_up.text == b"Some Run-Time system. "
+    assert runtime.start_up.opcode == 0xE9 and runtime.start_up.text_at == 9
+    guarded = runtime.imports["KERNEL32.DLL"]["CreateFileW"]
+    assert guarded.guard == "getversion-nt"
+    assert guarded.evidence == "msdn (file.c lines 1-9): only if GetVersion() says NT"
+    assert yaml.safe_load(text)["runtime_guarded"] == yaml.safe_load(RUNTIME_GUARDED)["runtime_guarded"]
+    curated.write_text(CURATED)
+    assert "runtime_guarded" not in yaml.safe_load(generate(tree, curated_path=curated))  # the section is optional
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("CreateFileW:", "CreateFileA:"), "KERNEL32.DLL!CreateFileA is not a stub on Windows 98 SE"),  # works there
+    (("CreateFileW:", "GetTickCount64:"), "KERNEL32.DLL!GetTickCount64 is not a stub"),  # absent: cannot load
+    (('evidence: "msdn (file.c', 'evidence: "clib (file.c'), "cites clib"),
+    (('evidence: "msdn (start', 'evidence: "(start'), "cites no source"),
+    (("guard: getversion-nt", "guard: trust-me"), "guard 'trust-me' is none of the guards"),
+], ids=["implemented", "absent", "unknown-source", "no-source", "unknown-guard"])
+def test_runtime_guarded_entries_are_checked(change: tuple[str, str], message: str,
+                                             fake_mingw: tuple[Path, str, Path],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    tree, _, curated = fake_mingw
+    curated.write_text(CURATED + RUNTIME_GUARDED.replace(*change))
+    assert main(["--src", str(tree), "--out", str(tree / "list.yaml"), "--curated", str(curated)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize(("stub", "message"), [
     ('"kernelex: own implementation"', "cites kernelex"),
     ('"msdn (June 1998), kernelex-kernel32 (x.c); use Y"', "cites kernelex-kernel32"),
