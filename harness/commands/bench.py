@@ -45,7 +45,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     names = workload_names(args.models)
     binary = Path(args.binary) if args.binary else None
     if binary is not None and not binary.is_file():
-        raise UsageError(f"--binary {binary} does not exist")
+        raise UsageError(f"--binary {binary} {'is a directory, not a binary' if binary.is_dir() else 'does not exist'}")
     builds = _builds(args, binary)
     cli = choose_cli(args.cli, binary)
     commit = git_commit(project_root()) or {"sha": "0" * 40, "subject": "(not a git checkout)", "date": "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.core.atomic import output_problem
 from harness.core.errors import UsageError
 from harness.port.build import PROGRAM_TARGETS, TARGETS, build_port
 
@@ -12,15 +13,9 @@ from harness.port.build import PROGRAM_TARGETS, TARGETS, build_port
 def _check_output(out: Path) -> Path:
     """`-o` names the file the binary is copied to, refused before building when it cannot be: a directory
     (the copy would land in DIR/llama98 while DIR was printed) or a path below a file."""
-    if out.is_dir():
-        raise UsageError(f"-o {out} is a directory: name the file to copy the binary to")
-    for directory in reversed([out.parent, *out.parent.parents]):
-        try:
-            blocked = directory.exists() and not directory.is_dir()
-        except OSError:  # not searchable: the copy itself will fail
-            break
-        if blocked:
-            raise UsageError(f"-o {out}: {directory} is a file, not a directory")
+    problem = output_problem(out)
+    if problem is not None:
+        raise UsageError(f"-o {out}: {problem}")
     return out
 
 

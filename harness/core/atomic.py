@@ -6,6 +6,10 @@ The temporary file is created by temp_beside with mode 0666 filtered by the umas
 open() gives. tempfile's files are 0600 whatever the umask, and a rename keeps them: every quantized, exported
 or generated model came out unreadable by the group and others (a shared cache, a web server, another user's
 copy). Every writer that renames a temporary file into place creates it here.
+
+Whether a path can take a file at all (output_problem) is asked here too, before any work: a directory in its
+place, or a file where one of its directories must be, would otherwise fail the final rename (or mkdir) after
+the whole output was computed. Every command and writer asks this one function and words its own error class.
 """
 
 from __future__ import annotations
@@ -19,6 +23,24 @@ from typing import IO
 TEMP_SUFFIX = ".part"
 CREATE_ATTEMPTS = 100
 FILE_MODE = 0o666  # what open(path, "w") asks for; the kernel applies the umask
+
+
+def output_problem(path: Path, *, directory: bool = False) -> str | None:
+    """Why nothing can be put at `path`, as a phrase for a one-line error, or None when nothing visible is in the
+    way (a parent that does not exist yet is fine: it will be created; one that cannot be searched is left for
+    the write itself to report). For a file (the default): `path` is a directory, or a file stands where one of
+    its parent directories must be. For a directory (`directory=True`): a file stands at `path` or above it."""
+    if not directory and path.is_dir():
+        return f"{path} is a directory, not a file"
+    deepest = path if directory else path.parent
+    for candidate in [*reversed(deepest.parents), deepest]:
+        try:
+            blocked = candidate.exists() and not candidate.is_dir()
+        except OSError:  # not searchable: the write itself will say so
+            return None
+        if blocked:
+            return f"{candidate} is a file, not a directory"
+    return None
 
 
 def temp_beside(path: Path, prefix: str | None = None, suffix: str = TEMP_SUFFIX) -> tuple[IO[bytes], Path]:

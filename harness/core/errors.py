@@ -18,11 +18,14 @@ names its own), by layer from the bottom:
     +-- ReportError (formats.report)      the port's run report is malformed
     +-- PartsError (formats.parts)        a split checkpoint cannot be written or read as asked (or at that path)
     +-- ToolchainError (toolchains.openwatcom)  OpenWatcom could not be found, checked or built
-    |   +-- ToolchainMissing              no OpenWatcom source given and $WATCOM unset (not port.build's below)
+    |   +-- ToolchainMissing              a toolchain is not installed (here: no OpenWatcom source given and
+    |                                     $WATCOM unset): the one build failure a test skips on
     +-- OracleError (oracle.errors)       a tokenizer the oracle cannot read
     |   +-- TokenizerError
     +-- PortBuildError (port.build)       the port did not compile
-    |   +-- ToolchainMissing              make or the compiler is not installed: the one build failure to skip on
+    |   +-- ToolchainMissing              make, the compiler or OpenWatcom is not installed; also a subclass of
+    |                                     the ToolchainMissing above, so `except toolchains.ToolchainMissing`
+    |                                     catches every missing toolchain
     +-- QemuError (vm.processes)          QEMU missing, refused to start, stopped answering
     |   +-- QemuLaunchError               QEMU exited during start-up (exit code, command, stderr)
     +-- ConsoleError (vm.console)         the serial console broke

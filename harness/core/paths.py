@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from harness.core.atomic import output_problem
 from harness.core.errors import HarnessError
 
 
@@ -40,22 +41,12 @@ def cache_dir(*parts: str) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise CacheDirError(f"{problem}: {_first_file(path)} is a file, not a directory") from None
+        reason = output_problem(path, directory=True) or f"{path} is a file, not a directory"
+        raise CacheDirError(f"{problem}: {reason}") from None
     except OSError as error:
         raise CacheDirError(f"{problem}: cannot create {path}: {error.strerror or error}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise CacheDirError(f"{problem}: {path} is not writable and searchable by this user")
-    return path
-
-
-def _first_file(path: Path) -> Path:
-    """The component of `path` nearest the root that exists and is not a directory (what blocked mkdir)."""
-    for candidate in [*reversed(path.parents), path]:
-        try:
-            if candidate.exists() and not candidate.is_dir():
-                return candidate
-        except OSError:
-            break
     return path
 
 

@@ -1,4 +1,5 @@
-"""Checkpoint headers of every version: the types, the constants and the parsing, from bytes to a ModelConfig.
+"""Checkpoint headers of every version: the types, the constants and the parsing, from bytes to a ModelConfig
+(and back, pack_header, for the llama2.c versions the models package writes).
 
 Why here: the port's side of the harness writes checkpoints (harness/models: modelgen, quantize, the L98M
 exporter through harness/formats/l98m.py) and the oracle reads them; both must agree on one byte layout without
@@ -38,6 +39,10 @@ TERNARY_VERSION = 98
 QUANTIZED_VERSIONS = (Q8_VERSION, TERNARY_VERSION)
 WEIGHT_TYPES = {0: "fp32", 1: "q8_0", 2: "ternary"}  # version 98's weight and classifier type codes
 FFN_KINDS = {0: "silu", 1: "relu2"}
+# the same codes the other way round, for pack_header
+WEIGHT_TYPE_CODES = {kind: code for code, kind in WEIGHT_TYPES.items()}
+FFN_CODES = {kind: code for code, kind in FFN_KINDS.items()}
+AK42_FIELDS = struct.Struct("<Ii7iB")  # magic, version, the 7 dimensions, the shared-classifier byte (bytes 0..36)
 
 L98M_MAGIC = b"L98M"
 L98M_VERSION = 3
@@ -164,6 +169,30 @@ def parse_header(head: bytes, file_size: int, source: object) -> CheckpointHeade
     if version in QUANTIZED_VERSIONS:
         config = _quantized_flags(head, version, config, source)
     return CheckpointHeader(version, header_bytes, config)
+
+
+def pack_header(version: int, config: ModelConfig) -> bytes:
+    """The header of a v0, v1, v2 or 98 file for `config`: the inverse of parse_header. Each version stores only
+    its own fields (v0 and v1: the dimensions and the classifier flag; v2: also group_size; 98: also ffn,
+    sub_norms and classifier_type, its weight type being ternary); the config's other fields are not written."""
+    dims = (config.dim, config.hidden_dim, config.n_layers, config.n_heads, config.n_kv_heads, config.vocab_size,
+            config.seq_len)
+    if version == 0:
+        return struct.pack("<7i", *dims[:5], dims[5] if config.shared_classifier else -dims[5], dims[6])
+    if version == 1:
+        flags = b""
+    elif version == Q8_VERSION:
+        flags = struct.pack("<i", config.group_size)
+    elif version == TERNARY_VERSION:
+        if config.ffn not in FFN_CODES or config.classifier_type not in ("fp32", "q8_0"):
+            raise CheckpointError(f"a version 98 header has no code for ffn={config.ffn} "
+                                  f"classifier_type={config.classifier_type}")
+        flags = bytes([WEIGHT_TYPE_CODES["ternary"], FFN_CODES[config.ffn], int(config.sub_norms),
+                       WEIGHT_TYPE_CODES[config.classifier_type]])
+    else:
+        raise CheckpointError(f"checkpoint version {version} has no ak42 or v0 header to write (0, 1, 2 or 98)")
+    head = AK42_FIELDS.pack(V1_MAGIC, version, *dims, int(config.shared_classifier)) + flags
+    return head + b"\0" * (HEADER_BYTES - len(head))
 
 
 def _ak42_or_v0(head: bytes, file_size: int, source: object) -> tuple[int, int, ModelConfig]:

@@ -37,7 +37,7 @@ from typing import IO
 
 import numpy as np
 
-from harness.core.atomic import temp_beside
+from harness.core.atomic import output_problem, temp_beside
 from harness.core.errors import HarnessError
 
 PART_LIMIT = 2 ** 31  # every part of a split set is smaller than this (C89 `long` offsets)
@@ -235,19 +235,12 @@ def plan_parts(total: int, part_bytes: int | None = None, limit: int = PART_LIMI
 
 
 def check_output_path(path: Path) -> None:
-    """A one-line PartsError unless a file can be renamed into `path`: `path` is not a directory, and no file
-    stands where its directory (or one of the directories above it) must be. The writers call it before their
-    first byte; callers that write more than one file (export: model and tokenizer) call it for each of them
-    before writing any, so a bad second path does not leave the first file behind."""
-    if path.is_dir():
-        raise PartsError(f"{path} is a directory: name the file to write")
-    for directory in reversed([path.parent, *path.parent.parents]):
-        try:
-            blocked = directory.exists() and not directory.is_dir()
-        except OSError:  # not searchable: the write itself will say so (_writing)
-            return
-        if blocked:
-            raise PartsError(f"cannot write {path}: {directory} is a file, not a directory")
+    """A one-line PartsError unless a file can be renamed into `path` (core.atomic.output_problem). The writers
+    call it before their first byte; callers that write more than one file (export: model and tokenizer) call it
+    for each of them before writing any, so a bad second path does not leave the first file behind."""
+    problem = output_problem(path)
+    if problem is not None:
+        raise PartsError(f"cannot write {path}: {problem}")
 
 
 @contextmanager

@@ -26,7 +26,7 @@ import numpy as np
 from harness.core.atomic import write_atomically
 from harness.core.errors import HarnessError
 from harness.core.paths import cache_dir
-from harness.formats.checkpoint import V1_HEADER_BYTES, V1_MAGIC, ModelConfig
+from harness.formats.checkpoint import ModelConfig, pack_header
 from harness.formats.parts import PART_LIMIT, PartsWriter, part_sizes
 
 GENERATOR_VERSION = 1  # bump when the weight recipe changes, so cached files are rebuilt
@@ -145,28 +145,22 @@ def _atomic_write(path: Path, chunks: Iterable[Any]) -> None:
 def _file_layout(shape: ModelShape, version: int) -> tuple[bytes, list[tuple[str, tuple[int, ...]]]]:
     """The header and the tensors of a v0 or v1 file, in file order, with their shapes."""
     d, h, l, v, kv = shape.dim, shape.hidden_dim, shape.n_layers, shape.vocab_size, shape.kv_dim
-    header_fields = [d, h, l, shape.n_heads, shape.n_kv_heads, v, shape.seq_len]
     tensors = {"embedding": (v, d), "rms_att": (l, d), "wq": (l, d, d), "wk": (l, kv, d), "wv": (l, kv, d),
                "wo": (l, d, d), "rms_ffn": (l, d), "w1": (l, h, d), "w2": (l, d, h), "w3": (l, h, d),
                "rms_final": (d,)}
     if version == 0:
-        if not shape.shared_classifier:
-            header_fields[5] = -header_fields[5]
         half = shape.head_size // 2
         order = ["embedding", "rms_att", "wq", "wk", "wv", "wo", "rms_ffn", "w1", "w2", "w3", "rms_final"]
         tensors.update({"cos": (shape.seq_len, half), "sin": (shape.seq_len, half)})
         order += ["cos", "sin"]
-        header = struct.pack("<7i", *header_fields)
     elif version == 1:
-        packed = struct.pack("<Ii7iB", V1_MAGIC, 1, *header_fields, int(shape.shared_classifier))
-        header = packed + b"\0" * (V1_HEADER_BYTES - len(packed))
         order = ["rms_att", "rms_ffn", "rms_final", "embedding", "wq", "wk", "wv", "wo", "w1", "w2", "w3"]
     else:
         raise ModelGenError(f"checkpoint version {version} is not supported (0 or 1)")
     if not shape.shared_classifier:
         tensors["classifier"] = (v, d)
         order.append("classifier")
-    return header, [(name, tensors[name]) for name in order]
+    return pack_header(version, shape), [(name, tensors[name]) for name in order]
 
 
 def _weight_blocks(shape: ModelShape, seed: int) -> Iterable[tuple[str, int, np.ndarray]]:

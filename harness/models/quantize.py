@@ -24,20 +24,13 @@ import mmap
 import struct
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from harness.core.errors import HarnessError, UsageError
-from harness.formats.checkpoint import (
-    FFN_KINDS,
-    HEADER_BYTES,
-    Q8_VERSION,
-    TERNARY_VERSION,
-    V1_MAGIC,
-    WEIGHT_TYPES,
-    ModelConfig,
-)
+from harness.formats.checkpoint import Q8_VERSION, TERNARY_VERSION, ModelConfig, pack_header
 from harness.formats.parts import (
     PART_LIMIT,
     check_output_path,
@@ -50,9 +43,6 @@ from harness.oracle.quant import pack_ternary, quantize_q80
 
 DEFAULT_MAX_GROUP = 64  # llama2.c export.py's default group size
 QUANT_TYPES = ("q8_0", "ternary")
-# version 98's type codes, inverted from the reader's tables (harness/formats/checkpoint.py): one fact, one place
-FFN_CODES = {kind: code for code, kind in FFN_KINDS.items()}
-TYPE_CODES = {kind: code for code, kind in WEIGHT_TYPES.items()}
 BLOCK_FLOATS = 1 << 20  # float32 values quantized at a time (4 MiB): peak memory is a few of these
 
 
@@ -72,15 +62,6 @@ def check_group_size(config: ModelConfig, group: int) -> None:
     for name, size in (("dim", config.dim), ("hidden_dim", config.hidden_dim)):
         if size % group:
             raise QuantizeError(f"group size {group} does not divide {name} {size}")
-
-
-def _header(version: int, config: ModelConfig, shared: bool, flags: bytes) -> bytes:
-    """The ak42 header of a v2 or 98 file (formats/checkpoint.py's layout): magic, version, the seven
-    dimensions, the shared-classifier byte, then the version's `flags` from byte 37, zero to HEADER_BYTES."""
-    fields = (config.dim, config.hidden_dim, config.n_layers, config.n_heads, config.n_kv_heads,
-              config.vocab_size, config.seq_len)
-    head = struct.pack("<Ii7iB", V1_MAGIC, version, *fields, int(shared)) + flags
-    return head + b"\0" * (HEADER_BYTES - len(head))
 
 
 def _flat(tensor: np.ndarray) -> np.ndarray:
@@ -203,7 +184,7 @@ def q8_0_chunks(config: ModelConfig, w: Weights, group: int,
     """The bytes of a llama2.c v2 file for these float32 weights, produced `block_floats` values at a time."""
     check_group_size(config, group)
     shared = config.shared_classifier
-    yield _header(Q8_VERSION, config, shared, struct.pack("<i", group))
+    yield pack_header(Q8_VERSION, replace(config, group_size=group))
     for norm in (w.rms_att, w.rms_ffn, w.rms_final):
         yield from _f32(norm, block_floats)
     yield from _q8(w.token_embedding, group, block_floats)
@@ -223,9 +204,8 @@ def ternary_chunks(config: ModelConfig, w: Weights, ffn: str = "silu", int8_clas
                             f"{config.hidden_dim} must be multiples of 4")
     sub_norms = sub_att is not None and sub_ffn is not None
     shared = config.shared_classifier and not int8_classifier
-    classifier = TYPE_CODES["q8_0" if int8_classifier else "fp32"]
-    flags = bytes([TYPE_CODES["ternary"], FFN_CODES[ffn], int(sub_norms), classifier])
-    yield _header(TERNARY_VERSION, config, shared, flags)
+    yield pack_header(TERNARY_VERSION, replace(config, shared_classifier=shared, ffn=ffn, sub_norms=sub_norms,
+                                               classifier_type="q8_0" if int8_classifier else "fp32"))
     for norm in (w.rms_att, w.rms_ffn, w.rms_final):
         yield from _f32(norm, block_floats)
     if sub_att is not None and sub_ffn is not None:

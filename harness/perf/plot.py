@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.core.atomic import temp_beside
+from harness.core.atomic import output_problem, temp_beside
 from harness.core.errors import HarnessError, UsageError
 from harness.core.paths import cache_dir
 from harness.perf.results import CommitResult, range_of, value_of
@@ -35,21 +35,14 @@ def png_path(out: Path) -> Path:
     path callers print is the file written); refused when it is a directory (matplotlib would write DIR.png
     beside it) or has another extension (matplotlib would silently write a JPEG, PDF or SVG under a name the
     option calls OUT.png, or fail with a traceback for one it does not know)."""
-    if out.is_dir():
-        raise PlotError(f"{out} is a directory: name the PNG file to write")
-    if not out.suffix:
+    problem = output_problem(out)
+    if problem is None and not out.suffix:
         out = out.with_name(out.name + ".png")
-        if out.is_dir():
-            raise PlotError(f"{out} is a directory: name the PNG file to write")
-    elif out.suffix.lower() != ".png":
+        problem = output_problem(out)
+    if problem is not None:
+        raise PlotError(f"cannot write {out}: {problem}")
+    if out.suffix.lower() != ".png":
         raise PlotError(f"{out}: plots are PNG files, name the output *.png")
-    for directory in reversed([out.parent, *out.parent.parents]):
-        try:
-            blocked = directory.exists() and not directory.is_dir()
-        except OSError:  # not searchable: the write itself will say so
-            break
-        if blocked:
-            raise PlotError(f"cannot write {out}: {directory} is a file, not a directory")
     return out
 
 

@@ -48,9 +48,11 @@ class PortBuildError(HarnessError):
     """The compiler or make failed, or the toolchain for a target is missing."""
 
 
-class ToolchainMissing(PortBuildError):
-    """make or the target's compiler is not installed. Its own type because it is the one build failure a test
-    may skip on: anything else (a deleted makefile, a compile error) is a defect the test must report."""
+class ToolchainMissing(PortBuildError, openwatcom.ToolchainMissing):
+    """make, the target's compiler or OpenWatcom is not installed. Its own type because it is the one build
+    failure a test may skip on: anything else (a deleted makefile, a compile error) is a defect the test must
+    report. Both a PortBuildError (what a build raises) and harness.toolchains.ToolchainMissing, so that one
+    `except harness.toolchains.ToolchainMissing` catches every missing toolchain, wherever it was found missing."""
 
 
 Toolchain = Literal["make", "openwatcom"]
@@ -189,8 +191,9 @@ def _tool_version(tool: str, install_hint: str) -> str:
 @functools.lru_cache(maxsize=4)
 def _openwatcom_for(source: str, watcom: str) -> openwatcom.OpenWatcom:
     """find_openwatcom() for one setting of $LLAMA98_OPENWATCOM_SOURCE and $WATCOM, once per process (it hashes
-    the source archive). A toolchain that is nowhere is ToolchainMissing, the failure a test skips on; a source
-    that is given but broken is a PortBuildError."""
+    the source archive). Its ToolchainErrors become PortBuildErrors (a build's failures, which bisection skips):
+    a toolchain that is nowhere is this module's ToolchainMissing, still a toolchains.ToolchainMissing; a source
+    that is given but broken is a plain PortBuildError."""
     del source, watcom  # the cache key only: find_openwatcom reads them from the environment
     try:
         return openwatcom.find_openwatcom()

@@ -16,7 +16,8 @@ import pytest
 
 from harness.core.paths import cache_dir, project_root
 from harness.core.proc import tool_env
-from harness.port.build import ToolchainMissing, build_port
+from harness.port.build import build_port
+from harness.toolchains import ToolchainMissing
 
 RUN_TIMEOUT_S = 120
 GREEDY_STORY_START = (
@@ -40,9 +41,10 @@ def fixture(name: str) -> Path:
 
 def built(target: str, src: Path | None = None, program: str = "llama98", defines: tuple[str, ...] = ()) -> Path:
     """The cached build of `program` for a target (harness.port.build.build_port's arguments): the one "build it
-    or skip" of the tests. Only a missing toolchain (ToolchainMissing: make or the compiler not installed)
-    skips, with the package to install; any other failure (a deleted makefile, a compile error) fails the test,
-    as it is a defect, not a machine without a compiler."""
+    or skip" of the tests. Only a missing toolchain (harness.toolchains.ToolchainMissing, which port.build's
+    subclasses: make, the compiler or OpenWatcom not installed) skips, with the package to install; any other
+    failure (a deleted makefile, a compile error) fails the test, as it is a defect, not a machine without a
+    compiler."""
     try:
         return build_port(target, src, program=program, defines=defines)
     except ToolchainMissing as error:

@@ -32,4 +32,5 @@ def test_a_missing_binary_is_refused(tmp_path, capsys):
 
 def test_a_directory_as_binary_is_refused(tmp_path, capsys):
     result = run_cli(["bench", "--mode", "host", "--binary", str(tmp_path)], capsys)
-    assert_one_line_error(result, "--binary", str(tmp_path), code=2)
+    assert_one_line_error(result, f"--binary {tmp_path} is a directory, not a binary", code=2)
+    assert "does not exist" not in result.err

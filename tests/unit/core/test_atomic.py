@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.core.atomic import temp_beside, write_atomically
+from harness.core.atomic import output_problem, temp_beside, write_atomically
 from harness.formats.parts import PartsWriter, part_paths, write_parts
 
 UMASKS = [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664), (0o027, 0o640)]
@@ -75,3 +75,34 @@ def test_temp_beside_makes_new_names_beside_the_target(tmp_path: Path) -> None:
     assert first_path != second_path and first_path.parent == second_path.parent == tmp_path
     assert first_path.name.startswith(".model.bin.") and first_path.name.endswith(".part")
     assert second_path.name.startswith(".model.b01.")
+
+
+def test_output_problem_refuses_a_directory(tmp_path: Path) -> None:
+    assert output_problem(tmp_path) == f"{tmp_path} is a directory, not a file"
+
+
+def test_output_problem_names_the_file_where_a_directory_must_be(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert output_problem(afile / "sub" / "out.bin") == f"{afile} is a file, not a directory"
+    assert output_problem(afile / "out.bin") == f"{afile} is a file, not a directory"
+
+
+def test_output_problem_accepts_a_new_or_existing_file(tmp_path: Path) -> None:
+    assert output_problem(tmp_path / "out.bin") is None
+    (tmp_path / "old.bin").write_bytes(b"x")
+    assert output_problem(tmp_path / "old.bin") is None, "an existing file is replaced, not in the way"
+
+
+def test_output_problem_accepts_a_parent_that_does_not_exist_yet(tmp_path: Path) -> None:
+    assert output_problem(tmp_path / "new" / "deeper" / "out.bin") is None
+
+
+def test_output_problem_for_a_directory(tmp_path: Path) -> None:
+    """directory=True: the path itself may be an existing directory or a new one, not a file (nor below one)."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert output_problem(tmp_path, directory=True) is None
+    assert output_problem(tmp_path / "new" / "dir", directory=True) is None
+    assert output_problem(afile, directory=True) == f"{afile} is a file, not a directory"
+    assert output_problem(afile / "dir", directory=True) == f"{afile} is a file, not a directory"

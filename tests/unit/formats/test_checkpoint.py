@@ -4,6 +4,7 @@ size a header implies is the size they wrote, and every impossible header is one
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from harness.formats.checkpoint import (
     RopeScaling,
     check_file_size,
     expected_file_size,
+    pack_header,
     parse_header,
 )
 from harness.formats.l98m import LLAMA32_1B, L98Header
@@ -184,3 +186,34 @@ def test_a_size_other_than_the_header_implies(files: dict[str, Path]) -> None:
 def test_a_checkpoint_error_is_a_one_line_harness_error() -> None:
     """The CLI and the pytest plugin print a HarnessError as one line instead of a traceback."""
     assert issubclass(CheckpointError, HarnessError)
+
+
+BASE = ModelConfig(64, 172, 2, 8, 2, 512, 32, shared_classifier=True)
+PACKED = {
+    "v0-shared": (0, BASE),
+    "v0-unshared": (0, replace(BASE, shared_classifier=False)),
+    "v1-shared": (1, BASE),
+    "v1-unshared": (1, replace(BASE, shared_classifier=False)),
+    "v2": (Q8_VERSION, replace(BASE, weight_type="q8_0", group_size=4, classifier_type="q8_0")),
+    "v2-unshared": (Q8_VERSION, replace(BASE, shared_classifier=False, weight_type="q8_0", group_size=4,
+                                        classifier_type="q8_0")),
+    "98": (TERNARY_VERSION, replace(BASE, weight_type="ternary", group_size=64)),
+    "98-bitnet": (TERNARY_VERSION, replace(BASE, shared_classifier=False, weight_type="ternary", group_size=64,
+                                           ffn="relu2", sub_norms=True, classifier_type="q8_0")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PACKED))
+def test_pack_header_is_the_inverse_of_parse_header(name: str) -> None:
+    version, config = PACKED[name]
+    head = pack_header(version, config)
+    header = CheckpointHeader(version, len(head), config)
+    assert len(head) == (28 if version == 0 else HEADER_BYTES)
+    assert parse_header(head, expected_file_size(header), "m.bin") == header
+
+
+def test_pack_header_refuses_what_no_llama2c_header_holds() -> None:
+    with pytest.raises(CheckpointError, match="version 3 has no ak42 or v0 header"):
+        pack_header(L98M_VERSION, BASE)
+    with pytest.raises(CheckpointError, match="no code for ffn=gelu"):
+        pack_header(TERNARY_VERSION, replace(BASE, ffn="gelu"))
