@@ -13,6 +13,7 @@ layer: everything heavy is imported inside the fixtures, so `pytest --help` stay
 from harness.pytest_plugin.evidence import (
     pytest_runtest_makereport,
     pytest_sessionfinish,
+    pytest_sessionstart,
 )
 from harness.pytest_plugin.fixtures import (
     file_server,
@@ -34,5 +35,5 @@ from harness.pytest_plugin.options import (
 __all__ = [
     "file_server", "guest", "llama98_binary", "llama98_run", "oracle", "vm_image", "vm_options", "vm_session",
     "pytest_addoption", "pytest_collection_modifyitems", "pytest_configure", "pytest_terminal_summary",
-    "pytest_runtest_makereport", "pytest_sessionfinish",
+    "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_sessionstart",
 ]

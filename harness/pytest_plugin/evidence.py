@@ -62,14 +62,30 @@ def _tail(transcript: Path) -> list[str]:
     return transcript.read_text(encoding="utf-8", errors="replace").splitlines()[-TRANSCRIPT_TAIL_LINES:]
 
 
+# The QEMU processes already running in this Python process when a test session starts: a session run inside
+# another one (pytester's in-process runs) must not kill the outer session's guests at its end.
+_RUNNING_AT_START = pytest.StashKey[frozenset[int]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember which QEMU processes this session did not start."""
+    running: frozenset[int] = frozenset()
+    if "harness.vm.processes" in sys.modules:
+        from harness.vm.processes import live_qemu_pids
+
+        running = frozenset(live_qemu_pids())
+    session.config.stash[_RUNNING_AT_START] = running
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No QEMU we started may outlive the test session: kill any leftover and fail the run loudly."""
+    """No QEMU this session started may outlive it: kill any leftover and fail the run loudly."""
     if "harness.vm.processes" not in sys.modules:  # no QEMU was ever started in this process
         return
     from harness.vm.processes import kill_leftovers
 
-    leftovers = kill_leftovers()
+    leftovers = kill_leftovers(keep=session.config.stash.get(_RUNNING_AT_START, frozenset()))
     if leftovers:
         print(f"\nllama98-harness: QEMU processes {sorted(leftovers)} were still running at the end of the test "
               f"session; they were killed, and the session fails", file=sys.stderr)

@@ -62,9 +62,12 @@ def unregister(pid: int) -> None:
         _LIVE_PIDS.discard(pid)
 
 
-def kill_leftovers() -> set[int]:
-    """SIGKILL every QEMU still registered (last line of defence); returns the pids it found."""
-    leftovers = live_qemu_pids()
+def kill_leftovers(keep: frozenset[int] = frozenset()) -> set[int]:
+    """SIGKILL every QEMU still registered except those in `keep` (last line of defence); returns the pids killed.
+
+    `keep` lets a caller that did not start everything in this process (a pytest session run inside another one,
+    as pytester does) stop only what it started itself."""
+    leftovers = live_qemu_pids() - keep
     for pid in leftovers:
         try:
             os.killpg(pid, signal.SIGKILL)
