@@ -11,27 +11,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.vm.processes import QEMU_SYSTEM, die_with_parent, live_qemu_pids, register, unregister
+from harness.vm.processes import live_qemu_pids, unregister
+from tests.support.idle_qemu import IDLE_QEMU, idle_qemu_process
 
 pytest_plugins = ["pytester"]
-
-IDLE_QEMU = [QEMU_SYSTEM, "-machine", "none", "-S", "-nodefaults", "-display", "none", "-monitor", "none",
-             "-serial", "none"]
-
 
 @pytest.fixture()
 def outer_qemu() -> Iterator[subprocess.Popen[bytes]]:
     """A QEMU counted as started by this (the outer) process, as a worker's session guest is."""
-    process = subprocess.Popen(IDLE_QEMU, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
-    register(process.pid)
-    try:
+    with idle_qemu_process(registered=True) as process:
         yield process
-    finally:
-        unregister(process.pid)
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
 
 
 def test_an_inner_session_leaves_the_outer_sessions_qemu_running(pytester: pytest.Pytester,

@@ -24,7 +24,6 @@ from harness.vm.processes import (
     QEMU_INSTALL_HINT,
     QEMU_SYSTEM,
     QemuError,
-    die_with_parent,
     find_tool,
     live_qemu_pids,
     qemu_version,
@@ -32,9 +31,7 @@ from harness.vm.processes import (
     unregister,
 )
 from tests.support.child_signals import take_sigint
-
-IDLE_QEMU = [QEMU_SYSTEM, "-machine", "none", "-S", "-nodefaults", "-display", "none", "-monitor", "none",
-             "-serial", "none"]
+from tests.support.idle_qemu import IDLE_QEMU, idle_qemu_process
 
 
 def _gone(pid: int, within: float = 10.0) -> bool:
@@ -60,15 +57,8 @@ def _is_qemu(pid: int) -> bool:
 @pytest.fixture()
 def idle_qemu() -> Iterator[subprocess.Popen[bytes]]:
     """A QEMU launched the way the Machine launches it (own session, PDEATHSIG), killed and reaped after."""
-    process = subprocess.Popen(IDLE_QEMU, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
-    try:
+    with idle_qemu_process() as process:
         yield process
-    finally:
-        unregister(process.pid)
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
 
 
 def test_the_live_table_counts_a_qemu_from_register_to_unregister(idle_qemu: subprocess.Popen[bytes]) -> None:
