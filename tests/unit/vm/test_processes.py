@@ -47,11 +47,19 @@ def _gone(pid: int, within: float = 10.0) -> bool:
     return False
 
 
-def _is_qemu(pid: int) -> bool:
-    try:
-        return QEMU_SYSTEM in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
+def _is_qemu(pid: int, within: float = 2.0) -> bool:
+    """Whether `pid` is running QEMU; its command line is read again for up to `within` seconds, since a just
+    started process can briefly show an empty one (seen in about one run in five of this file)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if QEMU_SYSTEM in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                return True
+        except OSError:
+            return False
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
 
 
 @pytest.fixture()
