@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from harness.vm.processes import QEMU_SYSTEM, die_with_parent, register, unregister
 
@@ -29,3 +31,16 @@ def idle_qemu_process(registered: bool = False) -> Iterator[subprocess.Popen[byt
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
+
+
+def process_gone(pid: int, within: float = 10.0) -> bool:
+    """Whether `pid` has exited (or is a zombie nobody reaped yet) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False

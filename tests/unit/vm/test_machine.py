@@ -34,24 +34,8 @@ from harness.vm.processes import QemuError, QemuLaunchError, live_qemu_pids
 from harness.vm.profile import ProfileError, load_profile
 from harness.vm.snapshots import SNAPSHOT_NAME, SnapshotCache
 from tests.support.child_signals import take_sigint
+from tests.support.idle_qemu import process_gone
 from tests.support.unreadable import locked_file, outcome_as_nobody, public_dir
-
-
-def _process_gone(pid: int, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        # a zombie of ours is reaped by Machine; a zombie of someone else's child shows state Z
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-                return True
-        except OSError:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +90,7 @@ def test_starts_on_an_overlay_answers_qmp_and_stops(spinning_image: Path, artifa
         machine.resume()
         run_dir = machine.overlay.parent
         assert (run_dir.stat().st_mode & 0o777) == 0o700
-    assert pid not in live_qemu_pids() and _process_gone(pid)
+    assert pid not in live_qemu_pids() and process_gone(pid)
     assert not run_dir.exists()
     machine.stop()  # idempotent
 
@@ -225,7 +209,7 @@ def test_guest_that_never_reaches_its_prompt_times_out_with_a_screendump(
     assert str(artifacts.serial_transcript) in message and str(artifacts) in message
     assert info.value.screendump is not None and info.value.screendump.exists()
     assert info.value.screendump.suffix == ".png" and str(info.value.screendump) in message
-    assert pid not in live_qemu_pids() and _process_gone(pid)
+    assert pid not in live_qemu_pids() and process_gone(pid)
 
 
 _CHILD = textwrap.dedent("""
@@ -253,14 +237,14 @@ def test_ctrl_c_stops_qemu(spinning_image: Path, artifacts: ArtifactDir) -> None
     child, qemu_pid = _child_with_machine(spinning_image, artifacts)
     child.send_signal(signal.SIGINT)
     child.wait(30)
-    assert _process_gone(qemu_pid)
+    assert process_gone(qemu_pid)
 
 
 def test_killed_parent_never_leaves_qemu_behind(spinning_image: Path, artifacts: ArtifactDir) -> None:
     child, qemu_pid = _child_with_machine(spinning_image, artifacts)
     child.kill()  # SIGKILL: no finally runs; PR_SET_PDEATHSIG must take QEMU down
     child.wait(30)
-    assert _process_gone(qemu_pid)
+    assert process_gone(qemu_pid)
 
 
 def test_snapshot_is_saved_then_loaded_on_a_copy(spinning_image: Path, artifacts: ArtifactDir,
@@ -343,6 +327,6 @@ def test_ctrl_c_while_waiting_for_the_guest_stops_qemu_and_the_ftp_server(spinni
     child.send_signal(signal.SIGINT)
     _, stderr = child.communicate(timeout=60)
     assert child.returncode != 0 and "KeyboardInterrupt" in stderr
-    assert _process_gone(qemu_pid)
+    assert process_gone(qemu_pid)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", ftp_port), timeout=2).close()

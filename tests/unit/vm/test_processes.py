@@ -31,20 +31,7 @@ from harness.vm.processes import (
     unregister,
 )
 from tests.support.child_signals import take_sigint
-from tests.support.idle_qemu import IDLE_QEMU, idle_qemu_process
-
-
-def _gone(pid: int, within: float = 10.0) -> bool:
-    """Whether `pid` has exited (or is a zombie nobody reaped yet) within `within` seconds."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-                return True
-        except OSError:
-            return True
-        time.sleep(0.05)
-    return False
+from tests.support.idle_qemu import IDLE_QEMU, idle_qemu_process, process_gone
 
 
 def _is_qemu(pid: int, within: float = 2.0) -> bool:
@@ -137,14 +124,14 @@ def test_kill_leftovers_kills_every_registered_qemu_and_names_it(started: list[i
     stdout, stderr = child.communicate(timeout=60)
     assert child.returncode == 0, stderr[-2000:]
     assert stdout.split() == [f"[{qemu_pid}]", str(-signal.SIGKILL)]  # found it, and it died of SIGKILL
-    assert _gone(qemu_pid)
+    assert process_gone(qemu_pid)
 
 
 def test_a_registered_qemu_is_killed_when_python_exits(started: list[int]) -> None:
     child, qemu_pid = _child("exit", started, pdeathsig=False)  # only the atexit hook can stop it
     _, stderr = child.communicate(timeout=60)
     assert child.returncode == 0, stderr[-2000:]
-    assert _gone(qemu_pid), "the atexit hook left the registered QEMU running"
+    assert process_gone(qemu_pid), "the atexit hook left the registered QEMU running"
 
 
 def test_a_sigkilled_parent_takes_its_qemu_with_it(started: list[int]) -> None:
@@ -152,7 +139,7 @@ def test_a_sigkilled_parent_takes_its_qemu_with_it(started: list[int]) -> None:
     assert _is_qemu(qemu_pid)
     child.kill()  # no atexit, no finally: only PR_SET_PDEATHSIG can stop QEMU now
     child.wait(30)
-    assert _gone(qemu_pid), "QEMU outlived its SIGKILLed parent"
+    assert process_gone(qemu_pid), "QEMU outlived its SIGKILLed parent"
 
 
 def test_ctrl_c_of_the_parent_does_not_reach_qemu_but_exit_still_kills_it(started: list[int]) -> None:
@@ -160,7 +147,7 @@ def test_ctrl_c_of_the_parent_does_not_reach_qemu_but_exit_still_kills_it(starte
     child.send_signal(signal.SIGINT)  # KeyboardInterrupt in the child; QEMU, in its own session, gets nothing
     _, stderr = child.communicate(timeout=60)
     assert "KeyboardInterrupt" in stderr
-    assert _gone(qemu_pid), "the interrupted parent's atexit hook left QEMU running"
+    assert process_gone(qemu_pid), "the interrupted parent's atexit hook left QEMU running"
 
 
 def test_find_tool_and_a_missing_qemu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
